@@ -1,0 +1,49 @@
+"""``protozoo info NAME``: architecture, prototypes, parameters, inputs and weight sources."""
+
+from __future__ import annotations
+
+import argparse
+
+from protozoo.backbone_weights import available_sources
+from protozoo.builder import create_model
+from protozoo.registry import resolve
+
+
+def add_parser(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(name, help="describe a model")
+    parser.add_argument("name", help="arch, arch.tag or alias")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve(args.name)
+    model = create_model(cfg.architecture)
+    config = model.config
+    counts = model.count_parameters()
+    rows = [
+        ("name", cfg.name + (f"  (alias {args.name})" if args.name != cfg.name else "")),
+        ("family", type(model).__name__),
+        ("backbone", f"{config.backbone} (timm), stage {config.feature_stage}, {model.backbone.out_channels} "
+                     f"channels, stride {model.backbone.reduction}"),
+        ("head", f"{config.add_on} add-on -> {model.num_prototypes} prototypes of depth {config.prototype_dim} "
+                 f"({config.prototypes_per_class} per class x {model.num_classes} classes), {config.similarity} similarity"),
+        ("parameters", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())),
+        ("input", f"{cfg.input_size} mean {cfg.mean} std {cfg.std} ({cfg.interpolation})"),
+        ("trained weights", _weights(cfg)),
+        ("backbone weights", ", ".join(available_sources(config.backbone)) or "none offline (pretrained_backbone=True will fail)"),
+        ("paper", cfg.paper or "-"),
+        ("license", cfg.license or "-"),
+    ]
+    if cfg.label_names:
+        rows.append(("labels", ", ".join(cfg.label_names)))
+    if cfg.description:
+        rows.append(("description", cfg.description))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _weights(cfg) -> str:
+    if not cfg.has_weights:
+        return "none yet (head untrained)"
+    return ", ".join(f"{k}={v}" for k, v in (("weights/", cfg.weights_dir), ("hf-hub", cfg.hf_hub_id), ("file", cfg.file)) if v)

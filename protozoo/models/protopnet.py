@@ -1,0 +1,175 @@
+"""ProtoPNet (Chen et al. 2019) on any timm backbone, and its registered entrypoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from torch import Tensor
+
+from protozoo.backbones import Backbone
+from protozoo.heads.protopnet import ProtoPNetHead
+from protozoo.models._base import ProtoModel
+from protozoo.outputs import ProtoOutput
+from protozoo.pretrained import INCEPTION_MEAN, INCEPTION_STD, PretrainedCfg
+from protozoo.registry import register_model
+
+__all__ = ["ProtoPNet", "ProtoPNetConfig"]
+
+PAPER = "Chen et al., This Looks Like That: Deep Learning for Interpretable Image Recognition, NeurIPS 2019"
+
+
+@dataclass
+class ProtoPNetConfig:
+    """Architecture arguments of a ProtoPNet (JSON-able: this is what ``config.json`` stores).
+
+    Attributes:
+        arch: Registered architecture name, so a saved model knows its entrypoint.
+        backbone: Any timm model name.
+        num_classes: K.
+        prototypes_per_class: P = prototypes_per_class * K (10 in the paper).
+        prototype_dim: Latent depth D of the prototypes (128 in the paper for most backbones).
+        add_on: ``"bottleneck"`` (the paper's default) or ``"regular"``.
+        similarity: ``"log"`` (the paper), ``"linear"``, ``"exp"`` or ``"cosine"``.
+        temperature: T of the ``exp`` similarity.
+        incorrect_class_connection: Initial last-layer weight to other classes (-0.5).
+        in_chans: Input channels (1 for mammograms and X-rays).
+        feature_stage: Backbone stage (timm ``out_indices``); -1 is the deepest.
+        backbone_kwargs: Extra ``timm.create_model`` arguments (``drop_path_rate``...).
+    """
+
+    arch: str = "protopnet"
+    backbone: str = "resnet18"
+    num_classes: int = 200
+    prototypes_per_class: int = 10
+    prototype_dim: int = 128
+    add_on: str = "bottleneck"
+    similarity: str = "log"
+    temperature: float = 1.0
+    incorrect_class_connection: float = -0.5
+    in_chans: int = 3
+    feature_stage: int = -1
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class ProtoPNet(ProtoModel):
+    """A timm backbone feeding the ProtoPNet head.
+
+    ``model(x)`` returns a :class:`~protozoo.outputs.ProtoOutput`; ``latent``, ``distance_maps``
+    and ``similarity_maps`` expose the intermediate maps that push, evaluators and explanations use.
+    """
+
+    config_class = ProtoPNetConfig
+    class_dependent = ("head.prototypes", "head.prototype_identity", "head.last_layer.weight")
+
+    def __init__(self, config: ProtoPNetConfig):
+        super().__init__(config)
+        self.backbone = Backbone(
+            config.backbone, in_chans=config.in_chans, stage=config.feature_stage, **config.backbone_kwargs
+        )
+        self.head = ProtoPNetHead(
+            in_channels=self.backbone.out_channels,
+            num_classes=config.num_classes,
+            prototypes_per_class=config.prototypes_per_class,
+            prototype_dim=config.prototype_dim,
+            add_on=config.add_on,
+            similarity=config.similarity,
+            temperature=config.temperature,
+            incorrect_class_connection=config.incorrect_class_connection,
+        )
+
+    @property
+    def prototypes(self) -> Tensor:
+        """(P, D) prototype vectors."""
+        return self.head.prototypes
+
+    @property
+    def prototype_class(self) -> Tensor:
+        """(P,) class of each prototype (contiguous blocks of ``prototypes_per_class``)."""
+        return self.head.prototype_class
+
+    @property
+    def num_prototypes(self) -> int:
+        return self.head.num_prototypes
+
+    @property
+    def last_layer(self):
+        return self.head.last_layer
+
+    def latent(self, x: Tensor) -> Tensor:
+        """(B, C_in, H_in, W_in) images -> (B, D, H, W) add-on output, the space prototypes live in."""
+        self.check_input(x)
+        return self.head.add_on(self.backbone(x))
+
+    def distance_maps(self, x: Tensor) -> Tensor:
+        """(B, P, H, W) distance of each prototype to each latent patch of the images."""
+        return self.head.distance_maps(self.latent(x))
+
+    def similarity_maps(self, x: Tensor) -> Tensor:
+        """(B, P, H, W) similarity of each prototype to each latent patch; higher = more alike."""
+        return self.head.activation(self.distance_maps(x))
+
+    def forward(self, x: Tensor) -> ProtoOutput:
+        self.check_input(x)
+        return self.head(self.backbone(x))
+
+    def parameter_groups(self) -> dict[str, list]:
+        """Named parameter groups of the ProtoPNet schedule (warm, joint, last layer)."""
+        return {
+            "backbone": list(self.backbone.parameters()),
+            "add_on": list(self.head.add_on.parameters()),
+            "prototypes": [self.head.prototypes],
+            "last_layer": list(self.head.last_layer.parameters()),
+        }
+
+
+def _build(arch: str, backbone: str, overrides: dict[str, Any]) -> ProtoPNet:
+    config = replace(ProtoPNetConfig(arch=arch, backbone=backbone), **overrides)
+    return ProtoPNet(config)
+
+
+_INCEPTION = PretrainedCfg(input_size=(3, 299, 299), mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)
+_NASNET = PretrainedCfg(input_size=(3, 331, 331), mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)
+_IMAGENET = PretrainedCfg(paper=PAPER)
+
+# Registered name suffix -> (timm backbone, default pretrained cfg). The first eleven are the
+# architectures the dermatology explainability benchmark compared; where Keras names differ, the
+# closest timm model: MobileNet -> mobilenetv1_100, ResNet50V2 -> resnetv2_50 (pre-activation),
+# Xception -> legacy_xception (the Keras original), NASNetMobile -> nasnetalarge (timm has only the
+# large NASNet-A; same cell search space).
+BACKBONES: dict[str, tuple[str, PretrainedCfg]] = {
+    "densenet121": ("densenet121", _IMAGENET),
+    "efficientnet_b0": ("efficientnet_b0", _IMAGENET),
+    "inception_v3": ("inception_v3", _INCEPTION),
+    "inception_resnet_v2": ("inception_resnet_v2", _INCEPTION),
+    "mobilenet": ("mobilenetv1_100", _IMAGENET),
+    "mobilenetv2": ("mobilenetv2_100", _IMAGENET),
+    "nasnet": ("nasnetalarge", _NASNET),
+    "resnet50": ("resnet50", _IMAGENET),
+    "resnet50v2": ("resnetv2_50", _IMAGENET),
+    "vgg16": ("vgg16", _IMAGENET),
+    "xception": ("legacy_xception", _INCEPTION),
+    "resnet18": ("resnet18", _IMAGENET),
+    "resnet34": ("resnet34", _IMAGENET),
+    "vgg19": ("vgg19", _IMAGENET),
+    "efficientnet_lite0": ("tf_efficientnet_lite0", _IMAGENET),
+    "convnext_tiny": ("convnext_tiny", _IMAGENET),
+    "vit_tiny": ("vit_tiny_patch16_224", PretrainedCfg(mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)),
+}
+
+
+def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
+    arch = f"protopnet_{suffix}"
+
+    def entrypoint(**overrides: Any) -> ProtoPNet:
+        return _build(arch, timm_name, overrides)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = arch
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"ProtoPNet on timm ``{timm_name}``. Keyword arguments override :class:`ProtoPNetConfig`."
+    register_model(entrypoint, default_cfg=default_cfg)
+    globals()[arch] = entrypoint
+
+
+for _suffix, (_timm_name, _cfg) in BACKBONES.items():
+    _make_entrypoint(_suffix, _timm_name, _cfg)

@@ -1,0 +1,86 @@
+"""Pretrained configurations: where a model's weights live and how its inputs look.
+
+Kept apart from architecture arguments (as timm's ``PretrainedCfg`` is): the same architecture can
+have several weight tags (``protopnet_resnet18.synth_parts``, ``protopnet_resnet18.fmnist``), each
+with its own input size, normalisation, label names, license and paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Everything about one set of weights of one architecture, and nothing about its shape.
+
+    Attributes:
+        architecture: Registered architecture name (``protopnet_resnet18``); set by the registry.
+        tag: Weight tag; ``""`` for the untrained default configuration.
+        weights_dir: Folder name under the zoo's ``weights/`` directory holding ``config.json`` and
+            ``model.safetensors``.
+        hf_hub_id: Hugging Face Hub repo id (``org/repo``) holding the same files.
+        file: An explicit local folder or ``.safetensors`` file.
+        input_size: ``(C, H, W)`` the weights expect.
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation std.
+        interpolation: Resize interpolation used in training.
+        crop_pct: Centre-crop fraction used at evaluation.
+        label_names: Class names, in logit order.
+        license: License of the weights.
+        paper: The paper the architecture or recipe follows.
+        description: One line on what the weights were trained on.
+    """
+
+    architecture: str = ""
+    tag: str = ""
+    weights_dir: str | None = None
+    hf_hub_id: str | None = None
+    file: str | None = None
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    label_names: tuple[str, ...] | None = None
+    license: str | None = None
+    paper: str | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The full ``arch.tag`` name (just ``arch`` for the untrained default)."""
+        return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether this configuration points at trained weights."""
+        return any((self.weights_dir, self.hf_hub_id, self.file))
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_size[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PretrainedCfg:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored so newer files still load."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("input_size", "mean", "std", "label_names"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> PretrainedCfg:
+        return replace(self, **changes)

@@ -1,0 +1,85 @@
+"""Reading and writing weight files: safetensors for what we write, ``weights_only`` for pickles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+
+class WeightFileError(ValueError):
+    """A weight file is unreadable, or does not fit the model."""
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read a ``.safetensors`` file, or a pickled checkpoint with ``weights_only=True``.
+
+    Raises:
+        WeightFileError: Naming the file when it is truncated, corrupt or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weight file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as err:
+        raise WeightFileError(
+            f"weight file {str(path)!r} is truncated or corrupt ({err}); re-save or re-download it"
+        ) from err
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
+        raise WeightFileError(f"weight file {str(path)!r} does not hold a state dict of tensors")
+    return checkpoint
+
+
+def write_state_dict(state_dict: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically (a temporary file, then rename)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write JSON atomically, indented for people to read."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:
+    """Load a state dict with every key and shape checked.
+
+    Raises:
+        WeightFileError: Listing the missing, unexpected and shape-mismatched keys, so a file of
+            another architecture is recognisable at once.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                parts.append(f"{title}: {shown}")
+        raise WeightFileError(
+            f"weights in {source} do not fit this model (another architecture or config?); " + "; ".join(parts)
+        )
+    model.load_state_dict(state_dict, strict=True)
