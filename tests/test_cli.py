@@ -1,0 +1,25 @@
+"""The ``protozoo`` command line."""
+
+from protozoo.cli import main
+
+
+def test_list_with_pattern(capsys):
+    assert main(["list", "protopnet_vgg*"]) == 0
+    assert capsys.readouterr().out.split() == ["protopnet_vgg16", "protopnet_vgg19"]
+
+
+def test_list_pretrained_empty_says_so(capsys):
+    assert main(["list", "nothing*", "--pretrained"]) == 0
+    assert "no trained models match" in capsys.readouterr().out
+
+
+def test_info(capsys):
+    assert main(["info", "protopnet_efficientnet_lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "tf_efficientnet_lite0" in out and "2000 prototypes" in out and "parameters" in out
+    assert "(3, 224, 224)" in out and "Chen et al." in out
+
+
+def test_info_unknown_name(capsys):
+    assert main(["info", "protopnet_resnt18"]) == 2
+    assert "did you mean 'protopnet_resnet18'" in capsys.readouterr().err
