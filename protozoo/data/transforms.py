@@ -1,0 +1,266 @@
+"""Data config resolution (timm-style) and item-dict transforms that keep keypoints and masks aligned.
+
+Keypoint convention: ``parts[k] = (x, y)`` in pixel-index units, integer = pixel centre, so an
+image of width W spans x in [-0.5, W - 0.5). Every geometric step maps keypoints exactly as it
+maps pixel centres; a keypoint that leaves the image keeps its coordinates but becomes
+invisible in ``parts_visible``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+Item = dict[str, Any]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CONFIG: dict[str, Any] = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "crop_pct": 0.875,
+}
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str, Any]:
+    """Resolves ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct`` like timm.
+
+    Sources, lowest priority first: :data:`DEFAULT_CONFIG` (3x224x224, ImageNet mean / std,
+    bicubic, crop_pct 0.875); ``model_or_cfg`` (a dict, or an object whose ``pretrained_cfg``
+    attribute, or the object itself, has these keys / attributes); non-None ``overrides``.
+    ``mean`` / ``std`` are adapted to the channel count (one value repeated; three averaged
+    for one channel).
+
+    Args:
+        model_or_cfg: Model, pretrained config (dataclass, any object or dict), or None.
+        **overrides: Values for any of the keys above.
+
+    Returns:
+        Dict with the five keys.
+    """
+    unknown = set(overrides) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise TypeError(f"unknown data config keys {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
+    source = getattr(model_or_cfg, "pretrained_cfg", model_or_cfg)
+    config = dict(DEFAULT_CONFIG)
+    for key in DEFAULT_CONFIG:
+        value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
+        if overrides.get(key) is not None:
+            value = overrides[key]
+        if value is not None:
+            config[key] = value
+    config["input_size"] = tuple(int(v) for v in config["input_size"])
+    channels = config["input_size"][0]
+    for key in ("mean", "std"):
+        stats = tuple(float(v) for v in config[key])
+        if len(stats) == 1:
+            stats = stats * channels
+        elif channels == 1 and len(stats) == 3:
+            stats = (sum(stats) / 3,)
+        if len(stats) != channels:
+            raise ValueError(f"{key} {stats} does not match input_size {config['input_size']}")
+        config[key] = stats
+    return config
+
+
+@dataclass(frozen=True)
+class AffineAug:
+    """Parameters of the random affine step (about the image centre).
+
+    Attributes:
+        degrees: Rotation drawn from [-degrees, degrees].
+        translate: Shift drawn from [-translate, translate] x the image size, per axis.
+        scale: Zoom drawn from [scale[0], scale[1]].
+    """
+
+    degrees: float = 10.0
+    translate: float = 0.05
+    scale: tuple[float, float] = (0.95, 1.05)
+
+
+class ItemTransform:
+    """Callable over the item dict built by :func:`build_transforms` (see there).
+
+    Items with ``views`` are transformed view by view (independent random draws); a top-level
+    ``image`` next to ``views`` is transformed too.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        train: bool,
+        hflip: float,
+        crop_scale: tuple[float, float] | None,
+        crop_ratio: tuple[float, float],
+        affine: AffineAug | None,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.channels, self.height, self.width = config["input_size"]
+        self.interpolation = InterpolationMode(config["interpolation"])
+        self.mean = torch.tensor(config["mean"]).view(-1, 1, 1)  # (C, 1, 1)
+        self.std = torch.tensor(config["std"]).view(-1, 1, 1)  # (C, 1, 1)
+        self.crop_pct = float(config["crop_pct"])
+        self.train = train
+        self.hflip = hflip
+        self.crop_scale = crop_scale
+        self.crop_ratio = crop_ratio
+        self.affine = affine
+        self.generator = generator
+
+    def __repr__(self) -> str:
+        return (
+            f"ItemTransform(size=({self.channels}, {self.height}, {self.width}), train={self.train}, "
+            f"hflip={self.hflip}, crop_scale={self.crop_scale}, affine={self.affine})"
+        )
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=self.generator))
+
+    def __call__(self, item: Item) -> Item:
+        if "views" in item:
+            views = {name: self(view) for name, view in item["views"].items()}
+            rest = {key: value for key, value in item.items() if key != "views"}
+            return {**(self(rest) if "image" in rest else rest), "views": views}
+        item = dict(item)
+        _, h, w = item["image"].shape
+        top, left, ch, cw = self._random_crop(h, w) if self.train and self.crop_scale else self._center_crop(h, w)
+        self._resized_crop(item, top, left, ch, cw)
+        if self.train and self.hflip > 0 and self._uniform(0, 1) < self.hflip:
+            self._flip(item)
+        if self.train and self.affine is not None:
+            self._random_affine(item, self.affine)
+        image = item["image"].clamp(0, 1)
+        if image.shape[0] == 1 and self.channels == 3:
+            image = image.expand(3, -1, -1)
+        elif image.shape[0] == 3 and self.channels == 1:
+            image = (image * torch.tensor(_LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+        item["image"] = (image - self.mean) / self.std  # (C, H, W)
+        return item
+
+    def _center_crop(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """Box of the input that timm's eval resize-then-centre-crop keeps."""
+        s = max(self.height / (self.crop_pct * h), self.width / (self.crop_pct * w))
+        ch, cw = min(h, round(self.height / s)), min(w, round(self.width / s))
+        return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+    def _random_crop(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """Random box with area fraction in ``crop_scale`` and log-uniform aspect ratio in ``crop_ratio``."""
+        log_ratio = (math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]))
+        for _ in range(10):
+            area = h * w * self._uniform(*self.crop_scale)
+            ratio = math.exp(self._uniform(*log_ratio))
+            cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < cw <= w and 0 < ch <= h:
+                return round(self._uniform(0, h - ch)), round(self._uniform(0, w - cw)), ch, cw
+        return self._center_crop(h, w)
+
+    def _resized_crop(self, item: Item, top: int, left: int, ch: int, cw: int) -> None:
+        size = [self.height, self.width]
+        item["image"] = TF.resized_crop(item["image"], top, left, ch, cw, size, self.interpolation, antialias=True)
+        if "mask" in item:
+            mask = item["mask"]
+            out = TF.resized_crop(mask.float(), top, left, ch, cw, size, InterpolationMode.NEAREST)
+            item["mask"] = out.to(mask.dtype)  # (L, H, W)
+        if "parts" in item:
+            scale = torch.tensor([self.width / cw, self.height / ch])
+            offset = torch.tensor([left, top], dtype=torch.float32)
+            self._set_parts(item, (item["parts"].float() - offset + 0.5) * scale - 0.5)
+
+    def _flip(self, item: Item) -> None:
+        item["image"] = item["image"].flip(-1)
+        if "mask" in item:
+            item["mask"] = item["mask"].flip(-1)
+        if "parts" in item:
+            parts = item["parts"].clone()
+            parts[:, 0] = self.width - 1 - parts[:, 0]
+            self._set_parts(item, parts)
+
+    def _random_affine(self, item: Item, aug: AffineAug) -> None:
+        """Rotation / scale about the centre, then shift; one warp for image, mask and parts."""
+        angle = math.radians(self._uniform(-aug.degrees, aug.degrees))
+        scale = self._uniform(*aug.scale)
+        tx = self._uniform(-aug.translate, aug.translate) * self.width
+        ty = self._uniform(-aug.translate, aug.translate) * self.height
+        cx, cy = (self.width - 1) / 2, (self.height - 1) / 2
+        cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+        # Forward map in pixel coordinates: p' = A (p - c) + c + t.
+        forward = torch.tensor(
+            [[cos, -sin, cx + tx - cos * cx + sin * cy], [sin, cos, cy + ty - sin * cx - cos * cy], [0.0, 0.0, 1.0]]
+        )
+        # Pixel index -> normalised coordinate (align_corners=False): n = (2p + 1) / size - 1.
+        to_norm = torch.tensor(
+            [[2 / self.width, 0, 1 / self.width - 1], [0, 2 / self.height, 1 / self.height - 1], [0, 0, 1.0]]
+        )
+        theta = (to_norm @ torch.linalg.inv(forward) @ torch.linalg.inv(to_norm))[:2]  # (2, 3) output -> input
+        grid = F.affine_grid(theta[None], [1, 1, self.height, self.width], align_corners=False)  # (1, H, W, 2)
+        image = item["image"]
+        item["image"] = F.grid_sample(image[None].float(), grid, mode="bilinear", align_corners=False)[0]
+        if "mask" in item:
+            mask = item["mask"]
+            out = F.grid_sample(mask[None].float(), grid, mode="nearest", align_corners=False)[0]
+            item["mask"] = out.to(mask.dtype)  # (L, H, W)
+        if "parts" in item:
+            parts = item["parts"].float()  # (K, 2)
+            self._set_parts(item, parts @ forward[:2, :2].T + forward[:2, 2])
+
+    def _set_parts(self, item: Item, parts: torch.Tensor) -> None:
+        """Stores moved keypoints; those now outside the image become invisible."""
+        x, y = parts[:, 0], parts[:, 1]
+        inside = (x >= -0.5) & (x < self.width - 0.5) & (y >= -0.5) & (y < self.height - 0.5)
+        item["parts"] = parts  # (K, 2)
+        if "parts_visible" in item:
+            item["parts_visible"] = item["parts_visible"] & inside  # (K,)
+
+
+def build_transforms(
+    data_config: Mapping[str, Any],
+    train: bool,
+    *,
+    hflip: float = 0.5,
+    crop_scale: tuple[float, float] | None = (0.5, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    affine: AffineAug | None = AffineAug(),
+    generator: torch.Generator | None = None,
+) -> ItemTransform:
+    """Builds the item transform: geometry, channel adaptation, normalisation.
+
+    Eval: timm's resize-then-centre-crop (the shorter side scaled so the target is a
+    ``crop_pct`` crop), done as one resized crop. Train: a random resized crop (area fraction
+    ``crop_scale``, aspect ``crop_ratio``; ``crop_scale=None`` uses the eval crop), a horizontal
+    flip with probability ``hflip``, and a random affine (``affine``; None disables). Then
+    gray -> 3 channels (replicate) or RGB -> 1 channel (luma) to match ``input_size``, and
+    ``(x - mean) / std``. ``image`` uses the config's interpolation (antialiased),
+    ``mask`` nearest; ``parts`` / ``parts_visible`` follow (see the module docstring).
+
+    Args:
+        data_config: Output of :func:`resolve_data_config`.
+        train: Random augmentation (True) or deterministic eval transform.
+        hflip: Probability of a horizontal flip (train).
+        crop_scale: Area fraction range of the random resized crop, or None.
+        crop_ratio: Aspect-ratio range of the random resized crop.
+        affine: Random affine parameters, or None.
+        generator: Random generator (default: torch's global one, seeded per DataLoader worker).
+
+    Returns:
+        A callable ``item -> item``.
+    """
+    return ItemTransform(
+        config=resolve_data_config(dict(data_config)),
+        train=train,
+        hflip=hflip,
+        crop_scale=crop_scale,
+        crop_ratio=crop_ratio,
+        affine=affine,
+        generator=generator,
+    )
