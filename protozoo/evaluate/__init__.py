@@ -1,0 +1,49 @@
+"""Interpretability and classification evaluators of prototype models.
+
+    from protozoo.evaluate import consistency, stability, localization
+    consistency(model, parts_dataset).score       # Huang et al. 2023, 0-100
+    stability(model, parts_dataset).score         # 0-100
+    localization(model, lesion_dataset).iou       # against lesion masks, 0-1
+
+Every evaluator reads a model's maps through :func:`prototype_maps` (``{view: (B, P, H, W)}``),
+so a new head family plugs in by extending that one adapter. See docs/evaluate.md.
+"""
+
+from protozoo.evaluate._parts import model_logits, prototype_maps
+from protozoo.evaluate.classification import (
+    ClassificationResult,
+    binary_auroc,
+    classification,
+    classification_metrics,
+    macro_auroc,
+)
+from protozoo.evaluate.consistency import ConsistencyResult, consistency
+from protozoo.evaluate.localization import LocalizationResult, localization, localization_from_maps
+from protozoo.evaluate.posthoc import gradcam, posthoc_localization, posthoc_maps
+from protozoo.evaluate.prototype_stats import PrototypeStats, duplicate_pairs, prototype_stats
+from protozoo.evaluate.stability import StabilityResult, consistency_and_stability, gaussian_noise, stability
+
+__all__ = [
+    "ClassificationResult",
+    "ConsistencyResult",
+    "LocalizationResult",
+    "PrototypeStats",
+    "StabilityResult",
+    "binary_auroc",
+    "classification",
+    "classification_metrics",
+    "consistency",
+    "consistency_and_stability",
+    "duplicate_pairs",
+    "gaussian_noise",
+    "gradcam",
+    "localization",
+    "localization_from_maps",
+    "macro_auroc",
+    "model_logits",
+    "posthoc_localization",
+    "posthoc_maps",
+    "prototype_maps",
+    "prototype_stats",
+    "stability",
+]

@@ -1,0 +1,272 @@
+"""Shared machinery of the evaluators.
+
+- :func:`prototype_maps` and :func:`model_logits`: the adapters from a model and a batch to
+  ``{view: (B, P, H, W)}`` similarity maps and to logits; other heads (multi-view, lesion) plug
+  in by extending them.
+- Batching (:func:`iterate_batches`), class masks, JSON conversion.
+- The part geometry of Huang et al. (ICCV 2023): a fixed box around the peak of each bicubically
+  upsampled map, and which visible parts lie inside it; :func:`scan_parts` runs it over a dataset
+  and accumulates the per-prototype counts behind consistency and stability.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from protozoo.data.collate import collate_items
+
+REFERENCE_HALF_SIZE = 36  # Huang et al.: a 72 x 72 box ...
+REFERENCE_INPUT_SIZE = 224  # ... at 224 x 224 input.
+
+Batch = dict[str, Any]
+
+
+def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+    """Similarity maps of every prototype, per view; higher = more alike.
+
+    The one place that knows how a model family exposes its maps. A ProtoPNet-style model reads
+    ``batch["image"]`` and gives ``{"image": model.similarity_maps(image)}``.
+
+    Args:
+        model: A prototype model.
+        batch: A collated batch (see :func:`protozoo.data.collate.collate_items`).
+
+    Returns:
+        ``{view name: (B, P, H, W) similarity maps}``; the view name also says where the view's
+        ``image`` / ``parts`` / ``mask`` live in the batch (see :func:`view_batch`).
+    """
+    return {"image": model.similarity_maps(batch["image"])}
+
+
+def model_logits(model: nn.Module, batch: Batch) -> Tensor:
+    """(B, num_classes) logits of a batch (``model(batch["image"]).logits`` for ProtoPNet; a
+    plain classifier's output tensor is taken as is)."""
+    output = model(batch["image"])
+    return output.logits if hasattr(output, "logits") else output
+
+
+def view_batch(batch: Batch, view: str) -> Batch:
+    """The part of a batch that view ``view`` describes: the batch itself for ``"image"``,
+    else ``batch["views"][view]``."""
+    return batch if view == "image" else batch["views"][view]
+
+
+def pick_view(views: list[str], view: str | None) -> str:
+    """``view`` if given and known, else the only view; raises a ValueError naming the choices."""
+    if view is None and len(views) == 1:
+        return views[0]
+    if view in views:
+        return view
+    raise ValueError(f"choose a view with view=...; this model has views {views}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a model without parameters)."""
+    parameter = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(v, device) for key, v in value.items()}
+    return value
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device) -> Iterator[Batch]:
+    """Collated batches of the dataset in order, tensors moved to ``device``."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
+    for batch in loader:
+        yield _to_device(batch, device)
+
+
+def class_mask(labels: Tensor, num_classes: int) -> Tensor:
+    """(B,) class indices or (B, K) multi-hot labels -> (B, K) bool membership."""
+    if labels.ndim == 1:
+        return F.one_hot(labels.long(), num_classes).bool()
+    return labels > 0
+
+
+def jsonable(value: Any) -> Any:
+    """Tensors to (nested) lists, NaN to None, recursively through dicts, lists and tuples."""
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def box_half_size(height: int, half_size: int | None = None) -> int:
+    """Half side of the box: ``half_size`` if given, else ``round(36 * height / 224)``."""
+    return int(half_size) if half_size is not None else round(REFERENCE_HALF_SIZE * height / REFERENCE_INPUT_SIZE)
+
+
+@lru_cache(maxsize=32)
+def bicubic_matrix(size_in: int, size_out: int) -> Tensor:
+    """(size_out, size_in) matrix of 1-D bicubic resampling exactly as ``F.interpolate`` does it
+    (``align_corners=False``, border taps clamped): resampling an identity along one axis."""
+    eye = torch.eye(size_in)[None, :, None, :]  # (1, size_in, 1, size_in): channel c is e_c along the width
+    return F.interpolate(eye, size=(1, size_out), mode="bicubic", align_corners=False)[0, :, 0, :].T
+
+
+def upsample_bicubic(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, h, w) -> (N, H, W) bicubic upsampling as two matmuls.
+
+    Bicubic resampling is separable, so ``Wy @ map @ Wx.T`` equals ``F.interpolate(...,
+    mode="bicubic", align_corners=False)`` up to float rounding, at a fraction of its CPU cost.
+    """
+    rows = bicubic_matrix(maps.shape[-2], size[0]).to(maps.device)  # (H, h)
+    cols = bicubic_matrix(maps.shape[-1], size[1]).to(maps.device)  # (W, w)
+    return torch.einsum("Hh,nhw,Ww->nHW", rows, maps.float(), cols)
+
+
+def peak_positions(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Peak of each map after bicubic upsampling to the input size.
+
+    Args:
+        maps: (N, h, w) similarity maps.
+        size: (H, W) input size.
+
+    Returns:
+        (N, 2) long pixel (x, y) of the first maximum in row-major order.
+    """
+    flat = rearrange(upsample_bicubic(maps, size), "n h w -> n (h w)").argmax(dim=1)  # (N,)
+    width = size[1]
+    return torch.stack([flat % width, flat // width], dim=1)  # (N, 2)
+
+
+def peak_boxes(peaks: Tensor, half: int, size: tuple[int, int]) -> Tensor:
+    """(N, 2) pixel (x, y) peaks -> (N, 4) float boxes (x0, y0, x1, y1), bounds inclusive, clipped
+    to the image, which spans [-0.5, W - 0.5] x [-0.5, H - 0.5] (pixel centres at integers)."""
+    height, width = size
+    low = (peaks.float() - half).clamp_min(-0.5)  # (N, 2)
+    high = torch.minimum(peaks.float() + half, peaks.new_tensor([width - 0.5, height - 0.5], dtype=torch.float))
+    return torch.cat([low, high], dim=1)
+
+
+def parts_in_boxes(boxes: Tensor, parts: Tensor, visible: Tensor) -> Tensor:
+    """Which visible parts lie inside each box (bounds inclusive).
+
+    Args:
+        boxes: (N, 4) (x0, y0, x1, y1).
+        parts: (N, K, 2) pixel (x, y).
+        visible: (N, K) bool.
+
+    Returns:
+        (N, K) bool; invisible parts are False.
+    """
+    low, high = boxes[:, None, :2].to(parts.dtype), boxes[:, None, 2:].to(parts.dtype)  # (N, 1, 2)
+    inside = ((parts >= low) & (parts <= high)).all(dim=2)  # (N, K)
+    return inside & visible.bool()
+
+
+def parts_inside(maps: Tensor, parts: Tensor, visible: Tensor, size: tuple[int, int], half: int) -> Tensor:
+    """(N, h, w) maps, (N, K, 2) parts, (N, K) visibility -> (N, K) visible parts inside the box
+    around each map's upsampled peak."""
+    return parts_in_boxes(peak_boxes(peak_positions(maps, size), half, size), parts, visible)
+
+
+@dataclass
+class PartCounts:
+    """Per-prototype counts of one view, accumulated over a dataset by :func:`scan_parts`.
+
+    Attributes:
+        inside: (P, K) images of the prototype's class where part k is visible and inside the box.
+        visible: (P, K) images of the prototype's class where part k is visible.
+        stable: (P,) (prototype, image) pairs whose parts-inside vector survived the perturbation.
+        pairs: (P,) (prototype, image) pairs seen (images of the prototype's class).
+        half_size: The box half side used.
+    """
+
+    inside: Tensor
+    visible: Tensor
+    stable: Tensor
+    pairs: Tensor
+    half_size: int
+
+
+def scan_parts(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    perturb: Callable[[Tensor], Tensor] | None = None,
+    half_size: int | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+) -> dict[str, PartCounts]:
+    """One pass over the dataset counting parts inside each own-class prototype's peak box.
+
+    Per batch: one forward (two with ``perturb``); the (image, prototype) pairs where the
+    prototype belongs to the image's class are gathered into one (N, h, w) stack, upsampled,
+    boxed and tested against all K parts at once.
+
+    Args:
+        model: A prototype model (``prototype_class``, ``num_classes`` and the maps of
+            :func:`prototype_maps`).
+        dataset: Items with ``image``, ``label``, ``parts`` and ``parts_visible`` (per view).
+        perturb: Maps a batch of images to perturbed images; enables the ``stable`` counts.
+        half_size: Box half side in pixels; None scales 36 px at 224 px to the input height.
+        batch_size: Images per forward.
+        device: Where to run; None uses the model's device.
+
+    Returns:
+        ``{view: PartCounts}``.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    prototype_class = model.prototype_class.to(device)  # (P,)
+    num_prototypes = prototype_class.numel()
+    counts: dict[str, PartCounts] = {}
+    with torch.inference_mode():
+        for batch in iterate_batches(dataset, batch_size, device):
+            own = class_mask(batch["label"], model.num_classes)[:, prototype_class]  # (B, P)
+            b_idx, p_idx = own.nonzero(as_tuple=True)  # (N,) each: own-class pairs
+            clean = prototype_maps(model, batch)
+            noisy = prototype_maps(model, _perturbed(batch, perturb)) if perturb is not None else None
+            for view, maps in clean.items():
+                items = view_batch(batch, view)
+                if "parts" not in items or "parts_visible" not in items:
+                    raise ValueError("consistency and stability need items with 'parts' and 'parts_visible'")
+                size = tuple(items["image"].shape[-2:])
+                parts = items["parts"][b_idx].float()  # (N, K, 2)
+                visible = items["parts_visible"][b_idx].bool()  # (N, K)
+                if view not in counts:
+                    k = parts.shape[1]
+                    zeros = torch.zeros(num_prototypes, k, device=device)
+                    half = box_half_size(size[0], half_size)
+                    counts[view] = PartCounts(zeros, zeros.clone(), zeros[:, 0].clone(), zeros[:, 0].clone(), half)
+                c = counts[view]
+                inside = parts_inside(maps[b_idx, p_idx], parts, visible, size, c.half_size)  # (N, K)
+                c.inside.index_add_(0, p_idx, inside.float())
+                c.visible.index_add_(0, p_idx, visible.float())
+                c.pairs.index_add_(0, p_idx, torch.ones_like(p_idx, dtype=torch.float))
+                if noisy is not None:
+                    moved = parts_inside(noisy[view][b_idx, p_idx], parts, visible, size, c.half_size)  # (N, K)
+                    c.stable.index_add_(0, p_idx, (moved == inside).all(dim=1).float())
+    if not counts:
+        raise ValueError("the dataset is empty")
+    return counts
+
+
+def _perturbed(batch: Batch, perturb: Callable[[Tensor], Tensor]) -> Batch:
+    """A shallow copy of the batch with ``perturb`` applied to its image and to every view's image."""
+    out = dict(batch)
+    if "image" in batch:
+        out["image"] = perturb(batch["image"])
+    if "views" in batch:
+        out["views"] = {name: _perturbed(view, perturb) for name, view in batch["views"].items()}
+    return out

@@ -1,0 +1,211 @@
+"""Localization of explanation maps against lesion masks: pointing game, IoU, Dice and
+activation precision, for prototype maps and post-hoc saliency maps alike."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from protozoo.evaluate._parts import (
+    class_mask,
+    iterate_batches,
+    jsonable,
+    model_device,
+    model_logits,
+    pick_view,
+    prototype_maps,
+    view_batch,
+)
+
+CLASS_SOURCES = ("true", "predicted")
+METRICS = ("pointing_game", "iou", "dice", "activation_precision")
+
+
+@dataclass
+class LocalizationResult:
+    """Localization scores, all in [0, 1], averaged over the images with a non-empty mask.
+
+    Attributes:
+        pointing_game: Share of images whose map peak lies inside a lesion.
+        iou: Mean IoU of the thresholded map with the lesion mask.
+        dice: Mean Dice of the thresholded map with the lesion mask.
+        activation_precision: Mean share of the top ``top_fraction`` of the map's pixels inside
+            a lesion (IAIA-BL's activation precision).
+        per_image: ``{metric: (N,) tensor}`` with NaN for images without a lesion.
+        evaluated: Number of images with a lesion (the denominator of the means).
+        threshold: Threshold on the min-max normalised map.
+        top_fraction: Fraction of pixels counted by the activation precision.
+        details: How the maps were made (prototype choice, view), for reports.
+    """
+
+    pointing_game: float
+    iou: float
+    dice: float
+    activation_precision: float
+    per_image: dict[str, Tensor]
+    evaluated: int
+    threshold: float
+    top_fraction: float
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (means, options and per-image scores)."""
+        means = {name: getattr(self, name) for name in METRICS}
+        options = {"evaluated": self.evaluated, "threshold": self.threshold, "top_fraction": self.top_fraction}
+        return jsonable({**means, **options, **self.details, "per_image": self.per_image})
+
+
+def _union_mask(masks: Tensor) -> Tensor:
+    """(B, H, W) or (B, L, H, W) masks -> (B, H, W) bool union of the lesions."""
+    return (masks.amax(dim=1) if masks.ndim == 4 else masks) > 0.5
+
+
+def per_image_localization(
+    maps: Tensor, masks: Tensor, *, threshold: float = 0.5, top_fraction: float = 0.05
+) -> dict[str, Tensor]:
+    """Per-image pointing hit, IoU, Dice and activation precision; NaN where the mask is empty.
+
+    Args:
+        maps: (B, h, w) maps, higher = more salient; upsampled bicubically to the mask size if
+            their size differs.
+        masks: (B, H, W) or (B, L, H, W) lesion masks (> 0.5 is lesion; lesions are united).
+        threshold: A pixel is predicted lesion when the min-max normalised map is >= threshold.
+        top_fraction: The activation precision looks at the ``ceil(top_fraction * H * W)``
+            highest pixels.
+
+    Returns:
+        ``{"pointing_game", "iou", "dice", "activation_precision"}`` each (B,) float.
+    """
+    lesion = _union_mask(masks)  # (B, H, W)
+    size = tuple(lesion.shape[-2:])
+    maps = maps.float()
+    if tuple(maps.shape[-2:]) != size:
+        maps = F.interpolate(maps[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]  # (B, H, W)
+    flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)  # (B, 1)
+    predicted = (flat - low) / (high - low).clamp_min(1e-12) >= threshold  # (B, HW)
+    inter = (predicted & target).sum(dim=1).float()  # (B,)
+    union = (predicted | target).sum(dim=1).float()
+    sizes = predicted.sum(dim=1).float() + target.sum(dim=1).float()
+    hits = target.gather(1, flat.argmax(dim=1, keepdim=True))[:, 0].float()  # (B,)
+    k = max(1, math.ceil(top_fraction * flat.shape[1]))
+    precision = target.gather(1, flat.topk(k, dim=1).indices).float().mean(dim=1)  # (B,)
+    has_lesion = target.any(dim=1)
+    scores = {
+        "pointing_game": hits,
+        "iou": inter / union.clamp_min(1),
+        "dice": 2 * inter / sizes.clamp_min(1),
+        "activation_precision": precision,
+    }
+    return {name: torch.where(has_lesion, value, torch.nan) for name, value in scores.items()}
+
+
+def _summarise(
+    per_image: dict[str, Tensor], threshold: float, top_fraction: float, details: dict
+) -> LocalizationResult:
+    per_image = {name: value.cpu() for name, value in per_image.items()}
+    valid = ~per_image["iou"].isnan()
+    means = {name: value[valid].mean().item() if valid.any() else float("nan") for name, value in per_image.items()}
+    return LocalizationResult(**means, per_image=per_image, evaluated=int(valid.sum()), threshold=threshold,
+                              top_fraction=top_fraction, details=details)  # fmt: skip
+
+
+def localization_from_maps(
+    maps: Tensor, masks: Tensor, *, threshold: float = 0.5, top_fraction: float = 0.05
+) -> LocalizationResult:
+    """Localization scores of any (B, H, W) saliency maps (prototype or post-hoc) against masks.
+
+    Args:
+        maps: (B, h, w) maps, higher = more salient (see :func:`per_image_localization`).
+        masks: (B, H, W) or (B, L, H, W) lesion masks.
+        threshold: Threshold on the min-max normalised map for IoU and Dice (default 0.5).
+        top_fraction: Pixel fraction of the activation precision (default 0.05, as IAIA-BL).
+
+    Returns:
+        A :class:`LocalizationResult`; images with an empty mask are left out of the means.
+    """
+    per_image = per_image_localization(maps, masks, threshold=threshold, top_fraction=top_fraction)
+    return _summarise(per_image, threshold, top_fraction, {})
+
+
+def top_prototype_maps(model: nn.Module, batch: dict, maps: Tensor, class_source: str = "true") -> Tensor:
+    """The map of each image's most activated prototype among those of the chosen class.
+
+    Args:
+        model: A prototype model.
+        batch: The collated batch (``label`` for ``"true"``, the images for ``"predicted"``).
+        maps: (B, P, h, w) similarity maps of one view.
+        class_source: ``"true"``: prototypes of the label's class(es); ``"predicted"``: of the
+            arg-max logit's class.
+
+    Returns:
+        (B, h, w) the chosen prototype's map per image.
+    """
+    if class_source not in CLASS_SOURCES:
+        raise ValueError(f"class_source must be one of {CLASS_SOURCES}, got {class_source!r}")
+    prototype_class = model.prototype_class.to(maps.device)  # (P,)
+    if class_source == "true":
+        classes = class_mask(batch["label"], model.num_classes)  # (B, K)
+    else:
+        classes = class_mask(model_logits(model, batch).argmax(dim=1), model.num_classes)
+    own = classes[:, prototype_class]  # (B, P)
+    peak = reduce(maps, "b p h w -> b p", "max").masked_fill(~own, -torch.inf)  # (B, P)
+    chosen = peak.argmax(dim=1)  # (B,)
+    return maps[torch.arange(maps.shape[0], device=maps.device), chosen]  # (B, h, w)
+
+
+def localization(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    class_source: str = "true",
+    threshold: float = 0.5,
+    top_fraction: float = 0.05,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    view: str | None = None,
+) -> LocalizationResult:
+    """Localization of a prototype model's evidence against lesion masks.
+
+    Per image the map is that of the most activated prototype (highest max-pooled similarity)
+    of the image's true class (default; any positive class for multi-hot labels) or of the
+    predicted class, upsampled bicubically to the input size; then see
+    :func:`localization_from_maps`.
+
+    Args:
+        model: A prototype model (see :func:`~protozoo.evaluate._parts.prototype_maps`).
+        dataset: Items with ``image``, ``label`` and ``mask`` (L, H, W).
+        class_source: ``"true"`` or ``"predicted"``.
+        threshold: Threshold on the min-max normalised map for IoU and Dice.
+        top_fraction: Pixel fraction of the activation precision.
+        batch_size: Images per forward.
+        device: Where to run; None uses the model's device.
+        view: Which view to score for multi-view models; None for single-view models.
+
+    Returns:
+        A :class:`LocalizationResult`.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    per_image: dict[str, list[Tensor]] = {name: [] for name in METRICS}
+    with torch.inference_mode():
+        for batch in iterate_batches(dataset, batch_size, device):
+            all_maps = prototype_maps(model, batch)
+            view = pick_view(list(all_maps), view)
+            items = view_batch(batch, view)
+            if "mask" not in items:
+                raise ValueError("localization needs items with a 'mask' (L, H, W); this dataset has none")
+            maps = top_prototype_maps(model, batch, all_maps[view], class_source)  # (B, h, w)
+            scores = per_image_localization(maps, items["mask"], threshold=threshold, top_fraction=top_fraction)
+            for name, value in scores.items():
+                per_image[name].append(value)
+    if not per_image["iou"]:
+        raise ValueError("the dataset is empty")
+    details = {"class_source": class_source, "view": view, "map": "top prototype of the class"}
+    return _summarise({name: torch.cat(values) for name, values in per_image.items()}, threshold, top_fraction, details)
