@@ -1,0 +1,398 @@
+"""Prototype push (projection, Chen et al. 2019): each prototype becomes its nearest training patch.
+
+    result = push_prototypes(model, loader, unique_source="global")
+    model.provenance[0]["image_id"], result.distances
+
+One pass over the data under ``torch.no_grad``. Per prototype only the k best source images seen so
+far are kept (k = 1 for a plain push), as (P, k) tensors merged with each batch by vectorised sorts,
+with the latent maps of the images they refer to (at most P * k, twice that between compactions),
+so memory does not grow with the dataset. Under ``torch.distributed`` each process streams its shard
+and the shards' candidates are merged by the same function that merges a batch, so every process
+selects exactly what one process would (see :func:`push_prototypes`).
+
+Boxes are half-open pixel boxes ``[x0, y0, x1, y1]`` of the input: ``image[..., y0:y1, x0:x1]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from protozoo._push_select import CODE, FLAT, LABEL, ORDER, Candidates, assign, id_code, merge
+from protozoo.models._base import ProtoModel
+
+__all__ = ["UNIQUE_SOURCES", "PushResult", "push_prototypes"]
+
+UNIQUE_SOURCES = ("none", "per_class", "global")
+HIGH_ACTIVATION_PERCENTILE = 95  # ProtoPNet's find_high_activation_crop
+_CHUNK = 16  # images per step when computing boxes at the end
+
+
+@dataclass
+class PushResult:
+    """What a push did.
+
+    Attributes:
+        provenance: One JSON-able dict per prototype, in prototype order (also ``model.provenance``).
+        distances: (P,) distance from each prototype before the push to the patch that replaced it.
+        changed: (P,) True where the prototype vector changed.
+    """
+
+    provenance: list[dict[str, Any]]
+    distances: Tensor
+    changed: Tensor
+
+
+def push_prototypes(
+    model: ProtoModel,
+    loader: Iterable[dict[str, Any]],
+    *,
+    class_specific: bool = True,
+    unique_source: str = "none",
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    label_key: str = "label",
+) -> PushResult:
+    """Replace every prototype by its nearest latent patch of the data, and record where it came from.
+
+    Selection. For each (prototype, image) pair the image's best patch is the one at minimum
+    distance (ties: smallest flat index ``h * W + w``). With ``unique_source="none"`` each
+    prototype takes its best pair (ties: earliest image). Otherwise each prototype keeps its k best
+    images (k = prototypes per class for ``"per_class"``, and for ``"global"`` with
+    ``class_specific``, where classes never share images; P for ``"global"`` otherwise), then all
+    pairs are assigned greedily in ascending (distance, prototype index, image order), skipping a
+    pair whose prototype is assigned or whose image is used (by a prototype of the same class for
+    ``"per_class"``, by any for ``"global"``). A prototype left over because its class has fewer
+    images than prototypes takes its nearest patch anyway, with ``"reused_source": true`` and a
+    warning. Images are told apart by ``id``: a repeated id counts as one image.
+
+    Distributed. Under ``torch.distributed`` each process streams its shard; image order (the
+    tie-break) is ``local position * world_size + rank``, the dataset order of a
+    ``DistributedSampler(shuffle=False)``. The candidates are all-gathered and merged as one process
+    merges its batches, so all processes set the same prototypes, equal to a single-process push.
+
+    Provenance rows hold ``prototype``, ``class``, ``image_id``, ``path``, ``label``, ``distance``,
+    ``feature_hw`` [h, w], ``feature_size`` [H, W], ``receptive_field_box`` (the bounding box of the
+    input pixels with a nonzero gradient of the latent cell, on a fixed random probe image: the
+    pixels that cell actually depends on; the whole image if none), ``high_activation_box`` (the
+    box of the pixels at or above the 95th percentile of the self-similarity map upsampled
+    bicubically to the input size, as ProtoPNet crops), ``self_similarity_map`` (H x W similarity of
+    the new prototype on its source image, 5 decimals) and ``reused_source``.
+
+    Args:
+        model: A ProtoPNet-family model; its prototypes are overwritten in place and
+            ``model.provenance`` is set. Its training mode is restored afterwards.
+        loader: Batches with ``image`` (B, C, H, W), ``label`` (B,), ``id`` (B stable string ids)
+            and optionally ``path``; one image size throughout.
+        class_specific: Take each prototype's patch from images of its own class only.
+        unique_source: ``"none"``, ``"per_class"`` or ``"global"`` (see above).
+        device: Where to run (default: the model's device); the model is moved there.
+        progress: Show a progress bar.
+        label_key: The batch key holding the labels that decide which images a prototype may
+            come from: (B,) class indices, or (B, C) multi-hot labels, where a prototype of class c
+            may come from any image with label c present (the lesion head pushes its lesion
+            prototypes with ``label_key="lesions"``). Provenance ``label`` is -1 for multi-hot labels.
+
+    Returns:
+        A :class:`PushResult`.
+
+    Raises:
+        ValueError: Unknown ``unique_source``, no images, changing image sizes, or (class-specific)
+            a class without any image.
+    """
+    if unique_source not in UNIQUE_SOURCES:
+        raise ValueError(f"unknown unique_source {unique_source!r}; choose one of {', '.join(UNIQUE_SOURCES)}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    prototype_class = model.prototype_class.to(device)  # (P,)
+    k = _candidates_per_prototype(prototype_class, unique_source, class_specific)
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress, label_key=label_key)
+            candidates = merge([shard.to(device) for shard in _gather(local)], k)
+        group = None if unique_source == "none" else prototype_class.cpu()
+        if unique_source == "global":
+            group = torch.zeros_like(group)
+        choice = assign(candidates, group)
+        reused = _fall_back(choice, candidates, prototype_class.cpu(), unique_source, class_specific)
+        return _apply(model, candidates, choice, reused)
+    finally:
+        model.train(was_training)
+
+
+def _candidates_per_prototype(prototype_class: Tensor, unique_source: str, class_specific: bool) -> int:
+    """k, the images to keep per prototype: the largest number of prototypes competing for an image."""
+    if unique_source == "none":
+        return 1
+    if unique_source == "global" and not class_specific:
+        return len(prototype_class)
+    return int(prototype_class.bincount().max())
+
+
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _stream(
+    model: ProtoModel, loader: Iterable[dict[str, Any]], *, k: int, class_specific: bool, progress: bool,
+    label_key: str = "label",
+) -> Candidates | None:
+    """One pass over this process's data -> its k best candidates per prototype (None if no data)."""
+    rank, world = _rank_world()
+    device = model.prototypes.device
+    prototype_class = model.prototype_class.to(device)
+    # Prototype classes are the model's classes, or e.g. the lesion types of a lesion head.
+    members = _class_members(prototype_class, int(prototype_class.max()) + 1) if class_specific else None
+    candidates, seen = None, 0
+    for batch in tqdm(loader, desc="push", disable=not progress):
+        x = batch["image"].to(device)
+        z = model.latent(x)  # (B, D, H, W)
+        ids = [str(i) for i in (batch["id"].tolist() if isinstance(batch["id"], Tensor) else batch["id"])]
+        paths = batch.get("path") or [None] * len(ids)
+        order = [(seen + i) * world + rank for i in range(len(ids))]
+        seen += len(ids)
+        labels = torch.as_tensor(batch[label_key], device=device)  # (B,) or multi-hot (B, C)
+        fresh = _batch_candidates(model, z, labels, ids, paths, order, members)
+        fresh.input_size = tuple(x.shape[2:])
+        if candidates is None:
+            candidates = Candidates.empty(model.num_prototypes, k, device)
+            candidates.feature_size, candidates.input_size = fresh.feature_size, fresh.input_size
+        candidates = merge([candidates, fresh], k)
+    return candidates
+
+
+def _class_members(prototype_class: Tensor, num_classes: int) -> Tensor:
+    """(K, m) indices of each class's prototypes, padded with -1 (m: the most prototypes of a class)."""
+    members = [(prototype_class == c).nonzero()[:, 0] for c in range(num_classes)]
+    table = torch.full((num_classes, max(len(m) for m in members)), -1, device=prototype_class.device)
+    for c, m in enumerate(members):
+        table[c, : len(m)] = m
+    return table
+
+
+def _batch_candidates(
+    model: ProtoModel,
+    z: Tensor,
+    labels: Tensor,
+    ids: list[str],
+    paths: list[str | None],
+    order: list[int],
+    members: Tensor | None,
+) -> Candidates:
+    """Every (prototype, image) pair of a batch as (P, B) candidates, the batch's latents as the pool.
+
+    With ``members`` (the :func:`_class_members` table, class-specific push) only the pairs of an
+    image and its own class's prototypes are reduced; the others get inf distance.
+    """
+    d = model.head.distance_maps(z).flatten(2)  # (B, P, H*W)
+    if members is not None and labels.ndim == 2:  # multi-hot: class c's prototypes see images with c present
+        flat = d.argmin(dim=2)  # (B, P)
+        allowed = labels[:, model.prototype_class.to(labels.device)] > 0  # (B, P)
+        distance = d.gather(2, flat[..., None])[..., 0].masked_fill(~allowed, float("inf"))
+        labels = torch.full((len(labels),), -1, dtype=torch.long, device=labels.device)  # no single label
+    elif members is None:
+        flat = d.argmin(dim=2)  # (B, P), the first minimum: smallest flat index on ties
+        distance = d.gather(2, flat[..., None])[..., 0]  # (B, P)
+    else:
+        distance, flat = _own_class_minima(d, labels, members)
+    codes = [id_code(i) for i in ids]
+    per_image = torch.tensor(list(zip(order, codes, labels.tolist())), device=z.device)  # (B, 3): ORDER, CODE, LABEL
+    meta = torch.cat([per_image.expand(distance.shape[1], -1, -1), flat.T[..., None]], dim=2)  # (P, B, 4)
+    return Candidates(
+        distance=distance.T,  # (P, B)
+        meta=meta,
+        pool=[(per_image[:, ORDER], z)],
+        names=dict(zip(codes, zip(ids, paths))),
+        feature_size=tuple(z.shape[2:]),
+    )
+
+
+def _own_class_minima(d: Tensor, labels: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, P, H*W) distances -> (B, P) minima and their flat indices, inf outside each image's class."""
+    b, p, cells = d.shape
+    known = (labels >= 0) & (labels < len(members))  # (B,) a label without prototypes matches none
+    rows = members[labels.clamp(0, len(members) - 1)].masked_fill(~known[:, None], -1)  # (B, m)
+    own = d.gather(1, rows.clamp_min(0)[..., None].expand(-1, -1, cells))  # (B, m, H*W)
+    own_flat = own.argmin(dim=2)  # (B, m), the first minimum: smallest flat index on ties
+    own_distance = own.gather(2, own_flat[..., None])[..., 0].masked_fill(rows < 0, float("inf"))
+    target = rows.masked_fill(rows < 0, p)  # padding goes to a spare column P, dropped below
+    distance = d.new_full((b, p + 1), float("inf")).scatter_(1, target, own_distance)[:, :p]
+    flat = own_flat.new_zeros(b, p + 1).scatter_(1, target, own_flat)[:, :p]
+    return distance, flat
+
+
+def _gather(local: Candidates | None) -> list[Candidates]:
+    """All processes' candidates (just this one's outside ``torch.distributed``)."""
+    _, world = _rank_world()
+    shards = [local]
+    if world > 1:
+        shards = [None] * world
+        torch.distributed.all_gather_object(shards, None if local is None else local.to("cpu"))
+    shards = [shard for shard in shards if shard is not None]
+    if not shards:
+        raise ValueError("push got no images: the loader is empty")
+    return shards
+
+
+def _fall_back(
+    choice: Tensor, candidates: Candidates, prototype_class: Tensor, unique_source: str, class_specific: bool
+) -> Tensor:
+    """Give prototypes that greedy assignment left over their nearest patch; warn; (P,) reused flags."""
+    available = candidates.distance.isfinite().sum(dim=1).cpu()  # (P,) distinct images each could take
+    missing = (available == 0).nonzero()[:, 0].tolist()
+    if missing:
+        classes = sorted({int(prototype_class[p]) for p in missing})
+        raise ValueError(f"no image of class(es) {classes} in the data: cannot push prototypes {missing}")
+    reused = choice < 0
+    by_class = class_specific or unique_source == "per_class"  # else one pool of images for all prototypes
+    leftover: dict[int, list[int]] = defaultdict(list)  # class (or -1) -> its prototypes left over
+    for p in reused.nonzero()[:, 0].tolist():
+        leftover[int(prototype_class[p]) if by_class else -1].append(p)
+    for cls, prototypes in leftover.items():
+        images, count = int(available[prototypes].max()), int((prototype_class == cls).sum())
+        if class_specific:
+            what = f"class {cls} has {images} image(s) for its {count} prototypes"
+        elif by_class:
+            what = f"the data has {images} image(s) for the {count} prototypes of class {cls}"
+        else:
+            what = f"the data has {images} image(s) for {len(prototype_class)} prototypes"
+        warnings.warn(
+            f"push with unique_source={unique_source!r}: {what}; prototype(s) {prototypes} take their nearest "
+            "patch from an image another prototype already uses (provenance 'reused_source': true)",
+            stacklevel=3,
+        )
+    choice[reused] = 0
+    return reused
+
+
+def _apply(model: ProtoModel, candidates: Candidates, choice: Tensor, reused: Tensor) -> PushResult:
+    """Write the chosen vectors into the prototypes and build the provenance."""
+    prototypes = model.head.prototypes
+    chosen, maps, vectors = chosen_sources(candidates, choice)
+    changed = (prototypes.data != vectors).any(dim=1).cpu()
+    prototypes.data.copy_(vectors)
+    (h, w), (height, width) = candidates.feature_size, candidates.input_size
+    self_distance = torch.cat([model.head.distance(m[None], v[None]) for m, v in zip(maps, vectors)])  # (P, 1, H, W)
+    similarity = model.head.activation(self_distance[:, 0])  # (P, H, W)
+    cells = torch.stack([chosen["flat"] // w, chosen["flat"] % w], dim=1).cpu()  # (P, 2) [h, w]
+    unique_cells, cell_of = cells.unique(dim=0, return_inverse=True)
+    rf_boxes = receptive_field_boxes(model, unique_cells, (height, width))[cell_of]  # (P, 4)
+    ha_boxes = high_activation_boxes(similarity, (height, width))  # (P, 4)
+    provenance = []
+    for p in range(len(choice)):
+        image_id, path = candidates.names[int(chosen["code"][p])]
+        provenance.append(
+            {
+                "prototype": p,
+                "class": int(model.prototype_class[p]),
+                "image_id": image_id,
+                "path": path,
+                "label": int(chosen["label"][p]),
+                "distance": float(chosen["distance"][p]),
+                "feature_hw": cells[p].tolist(),
+                "feature_size": [h, w],
+                "receptive_field_box": rf_boxes[p].tolist(),
+                "high_activation_box": ha_boxes[p].tolist(),
+                "self_similarity_map": [[round(v, 5) for v in row] for row in similarity[p].tolist()],
+                "reused_source": bool(reused[p]),
+            }
+        )
+    model.provenance = provenance
+    return PushResult(provenance=provenance, distances=chosen["distance"].cpu(), changed=changed)
+
+
+def chosen_sources(candidates: Candidates, choice: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """The chosen candidates: (P,) ``distance``, ``code``, ``flat``, ``label``; their (P, D, H, W)
+    source latent maps; the (P, D) patches that become the prototypes."""
+    rows, choice = torch.arange(len(choice), device=candidates.distance.device), choice.to(candidates.distance.device)
+    meta = candidates.meta[rows, choice]  # (P, 5)
+    chosen = {
+        "distance": candidates.distance[rows, choice],
+        **{name: meta[:, column] for name, column in (("code", CODE), ("flat", FLAT), ("label", LABEL))},
+    }
+    maps = candidates.maps_of(meta[:, ORDER])  # (P, D, H, W)
+    vectors = maps.flatten(2).gather(2, chosen["flat"][:, None, None].expand(-1, maps.shape[1], 1))[..., 0]
+    return chosen, maps, vectors
+
+
+def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[int, int]) -> Tensor:
+    """The input box each latent cell depends on: the support of its input gradient on a probe image.
+
+    The probe is a fixed N(0, 1) image; the gradient of a random projection of the cell's latent
+    vector is nonzero exactly on the pixels the cell reads (barring exact cancellation), which for a
+    CNN is its receptive field clipped to the image (a max-pool can hide a few border pixels of the
+    theoretical one) and for a ViT the whole image.
+
+    Args:
+        model: The model (eval mode).
+        cells: (N, 2) latent cells [h, w].
+        input_size: (H_in, W_in) of the images.
+
+    Returns:
+        (N, 4) long boxes [x0, y0, x1, y1], half-open; the whole image where the gradient vanishes.
+    """
+    device = model.prototypes.device
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(1, model.config.in_chans, *input_size, generator=generator).to(device)
+    projection = torch.randn(model.prototypes.shape[1], generator=generator).to(device)  # (D,)
+    boxes = []
+    with torch.enable_grad():
+        for chunk in cells.to(device).split(_CHUNK):
+            x = probe.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
+            z = model.latent(x)  # (n, D, H, W)
+            picked = z[torch.arange(len(chunk), device=device), :, chunk[:, 0], chunk[:, 1]]  # (n, D)
+            (grad,) = torch.autograd.grad((picked * projection).sum(), x)
+            boxes.append(mask_boxes(grad.abs().sum(dim=1) > 0))  # (n, 4)
+    return torch.cat(boxes).cpu()
+
+
+def high_activation_boxes(similarity: Tensor, input_size: tuple[int, int]) -> Tensor:
+    """ProtoPNet's high-activation crop of similarity maps.
+
+    Args:
+        similarity: (P, H, W) similarity maps.
+        input_size: (H_in, W_in) to upsample to (bicubic, ``align_corners=False``).
+
+    Returns:
+        (P, 4) long boxes [x0, y0, x1, y1], half-open, of the pixels >= the 95th percentile
+        (linear interpolation, as ``numpy.percentile``).
+    """
+    boxes = []
+    for chunk in similarity.split(_CHUNK):
+        up = F.interpolate(chunk[:, None], size=input_size, mode="bicubic", align_corners=False)[:, 0]
+        # up: (n, H_in, W_in)
+        threshold = percentile(up.flatten(1), HIGH_ACTIVATION_PERCENTILE)  # (n,)
+        boxes.append(mask_boxes(up >= threshold[:, None, None]))
+    return torch.cat(boxes).cpu()
+
+
+def percentile(x: Tensor, q: float) -> Tensor:
+    """(N, M) -> (N,) q-th percentile of each row, linear interpolation (any M, unlike torch.quantile)."""
+    position = q / 100 * (x.shape[1] - 1)
+    lo = int(position)
+    hi = min(lo + 1, x.shape[1] - 1)
+    low, high = x.kthvalue(lo + 1, dim=1).values, x.kthvalue(hi + 1, dim=1).values
+    return low + (position - lo) * (high - low)
+
+
+def mask_boxes(mask: Tensor) -> Tensor:
+    """(N, H, W) bool -> (N, 4) long half-open bounding boxes [x0, y0, x1, y1]; whole image if empty."""
+    height, width = mask.shape[1:]
+    rows, cols = mask.any(dim=2).int(), mask.any(dim=1).int()  # (N, H), (N, W)
+    boxes = torch.stack(
+        [cols.argmax(1), rows.argmax(1), width - cols.flip(1).argmax(1), height - rows.flip(1).argmax(1)], dim=1
+    )
+    whole = torch.tensor([0, 0, width, height], device=mask.device)
+    return torch.where(mask.flatten(1).any(1)[:, None], boxes, whole)
