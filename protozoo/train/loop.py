@@ -1,0 +1,302 @@
+"""``fit``: run a recipe's plan (warm, joint, push, last layer), checkpointing after every step."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from protozoo.data.collate import collate_items
+from protozoo.serialization import write_json
+from protozoo.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from protozoo.train.distributed import DistContext
+from protozoo.train.schedule import PHASES, Recipe
+from protozoo.train.tasks import Task, task_for
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model and one metrics row per plan step."""
+
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def make_optimizers(model, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per phase over its named parameter groups, as in the reference implementation."""
+    groups = model.parameter_groups()
+    decayed = {"backbone", "add_on", "global_head"}
+    optimizers = {}
+    for name, phase in PHASES.items():
+        lrs = recipe.warm_lr if name == "warm" else recipe.lr
+        if name == "global" and "global_head" not in groups:
+            continue
+        param_groups = [
+            {"params": groups[g], "lr": lrs[g], "weight_decay": recipe.weight_decay if g in decayed else 0.0, "name": g}
+            for g in phase.trainable
+            if g in groups and groups[g]
+        ]
+        optimizers[name] = torch.optim.Adam(param_groups)
+    return optimizers
+
+
+def set_trainable(model, phase_name: str) -> None:
+    """Freeze every parameter group the phase does not train."""
+    trainable = PHASES[phase_name].trainable
+    for name, params in model.parameter_groups().items():
+        for param in params:
+            param.requires_grad_(name in trainable)
+
+
+def freeze_frozen_norms(model: nn.Module) -> None:
+    """Put normalisation layers whose parameters are frozen in eval mode.
+
+    Frozen parts then keep their running statistics too, so a phase that freezes the backbone
+    (warm, last layer) cannot move the latent space under the prototypes: a pushed prototype stays
+    exactly a latent patch of its source image through the last-layer epochs.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def make_loader(dataset: Dataset, ctx: DistContext, *, batch_size: int, shuffle: bool, seed: int, epoch: int,
+                num_workers: int) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch): resumed runs see the same batches."""
+    sampler = ctx.sampler(dataset, shuffle=shuffle, seed=seed)
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=num_workers,
+        collate_fn=collate_items,
+        persistent_workers=False,
+    )
+
+
+def fit(
+    model,
+    train_data: Dataset,
+    *,
+    recipe: Recipe | None = None,
+    val_data: Dataset | None = None,
+    push_data: Dataset | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    task: Task | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train a prototype model by its recipe's plan.
+
+    Args:
+        model: A protozoo model (``parameter_groups()``, ``head.prototype_identity``...).
+        train_data: Training items (with augmentation).
+        recipe: The schedule and hyper-parameters (default :class:`Recipe`).
+        val_data: Evaluated (accuracy, loss) after every training epoch when given.
+        push_data: Items to push prototypes onto, without augmentation (default ``train_data``).
+        out_dir: Where ``recipe.json``, ``checkpoint.safetensors``, ``metrics.jsonl``/``.csv`` and the
+            final ``model/`` go. A checkpoint is written atomically after every step.
+        resume: Continue from ``out_dir``'s checkpoint exactly (model, optimizers, scheduler, RNG,
+            plan position, push provenance).
+        device: ``cpu``, ``cuda``... (default: the GPU of this rank if any, else the CPU).
+        num_workers: DataLoader workers.
+        progress: Show tqdm progress bars (main process only).
+        task: How to feed the model and score it (default: the family's registered task).
+        log: Where status lines go.
+
+    Returns:
+        The trained model and the per-step metrics.
+    """
+    from protozoo.push import push_prototypes
+
+    task = task or task_for(model)
+    recipe = recipe or task.recipe()
+    ctx = DistContext.from_env()
+    device_ = ctx.device(device)
+    model.to(device_)
+    out = Path(out_dir) if out_dir is not None else None
+    checkpoint = out / CHECKPOINT_NAME if out else None
+    optimizers = make_optimizers(model, recipe)
+    schedulers = {"joint": torch.optim.lr_scheduler.StepLR(optimizers["joint"], recipe.lr_step, recipe.lr_gamma)}
+    plan = recipe.plan()
+    history: list[dict[str, Any]] = []
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        if not resume:
+            raise FileExistsError(
+                f"{str(out)!r} already holds a run's checkpoint; pass resume=True (--resume) to continue it, "
+                "or choose another output folder"
+            )
+        state = load_checkpoint(checkpoint, model=model, optimizers=optimizers, schedulers=schedulers)
+        start, history = state["next_step"], state["history"]
+        if ctx.is_main:
+            log(f"resuming {out} at step {start}/{len(plan)} (epoch {plan[min(start, len(plan) - 1)].epoch})")
+    else:
+        torch.manual_seed(recipe.seed)
+        if ctx.is_main:
+            if resume:
+                log(f"no checkpoint in {out}; starting a new run")
+            log("recipe:\n" + recipe.describe())
+    if out is not None and ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(recipe.to_dict(), out / "recipe.json")
+    writer = _tensorboard(out) if out is not None and ctx.is_main else None
+
+    for index in range(start, len(plan)):
+        step = plan[index]
+        started = time.perf_counter()
+        if step.kind == "push":
+            loader = make_loader(push_data or train_data, ctx, batch_size=recipe.batch_size, shuffle=False,
+                                 seed=recipe.seed, epoch=0, num_workers=num_workers)
+            result = push_prototypes(model, loader, class_specific=True, unique_source=recipe.unique_source,
+                                     progress=progress and ctx.is_main, label_key=task.push_label_key)
+            row = {"step": index, "kind": "push", "epoch": step.epoch,
+                   "mean_push_distance": float(result.distances.float().mean())}
+        else:
+            set_trainable(model, step.phase)
+            loader = make_loader(train_data, ctx, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed,
+                                 epoch=step.epoch, num_workers=num_workers)
+            row = {"step": index, "kind": "train", "phase": step.phase, "epoch": step.epoch,
+                   "lr": max(g["lr"] for g in optimizers[step.phase].param_groups)}
+            desc = f"epoch {step.epoch} {step.phase}"
+            row |= train_epoch(model, ctx.wrap(model), loader, optimizers[step.phase], recipe, task, step.phase, device_, ctx,
+                               progress=progress and ctx.is_main, desc=desc)
+            if step.phase == "joint":
+                schedulers["joint"].step()
+            if val_data is not None:
+                val_loader = make_loader(val_data, ctx, batch_size=recipe.batch_size, shuffle=False,
+                                         seed=recipe.seed, epoch=0, num_workers=num_workers)
+                row |= {f"val_{k}": v for k, v in evaluate_loss(model, val_loader, recipe, task, step.phase, device_, ctx).items()}
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        history.append(row)
+        if ctx.is_main:
+            log(_format_row(row, len(plan)))
+            if out is not None:
+                _write_metrics(history, out)
+                save_checkpoint(checkpoint, model=model, optimizers=optimizers, schedulers=schedulers,
+                                state={"next_step": index + 1, "history": history, "epoch": step.epoch,
+                                       "phase": step.phase})
+                if writer is not None:
+                    for key, value in row.items():
+                        if isinstance(value, float):
+                            writer.add_scalar(f"{row.get('phase', 'push')}/{key}", value, index)
+        ctx.barrier()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    if out is not None and ctx.is_main:
+        model.save_pretrained(out / "model")
+        log(f"saved the trained model to {out / 'model'}")
+    if writer is not None:
+        writer.close()
+    return FitResult(model=model, history=history, out_dir=out)
+
+
+def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext,
+                *, progress: bool, desc: str) -> dict[str, float]:
+    """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks)."""
+    model.train()
+    freeze_frozen_norms(model)
+    sums: dict[str, float] = {}
+    correct = seen = 0
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        output = task.forward(wrapped, batch)
+        loss, terms = task.loss(model, output, batch, recipe.loss, phase)
+        labels = task.targets(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = len(labels)
+        for key, value in (terms | {"loss": loss.item()}).items():
+            sums[key] = sums.get(key, 0.0) + value * n
+        correct += (output.logits.argmax(dim=1) == labels).sum().item()
+        seen += n
+    return _reduce(sums, correct, seen, ctx)
+
+
+@torch.no_grad()
+def evaluate_loss(model, loader, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext) -> dict[str, float]:
+    """Mean loss terms and accuracy of a model on a loader, in eval mode."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    correct = seen = 0
+    for batch in loader:
+        batch = to_device(batch, device)
+        output = task.forward(model, batch)
+        loss, terms = task.loss(model, output, batch, recipe.loss, phase)
+        labels = task.targets(batch)
+        n = len(labels)
+        for key, value in (terms | {"loss": loss.item()}).items():
+            sums[key] = sums.get(key, 0.0) + value * n
+        correct += (output.logits.argmax(dim=1) == labels).sum().item()
+        seen += n
+    model.train(was_training)
+    return _reduce(sums, correct, seen, ctx)
+
+
+def to_device(batch, device):
+    """Move every tensor of a (nested) batch dict to ``device``."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def _reduce(sums: dict[str, float], correct: int, seen: int, ctx: DistContext) -> dict[str, float]:
+    keys = sorted(sums)
+    totals = ctx.all_reduce_sum(torch.tensor([sums[k] for k in keys] + [correct, seen], dtype=torch.float64))
+    seen_all = max(totals[-1].item(), 1.0)
+    metrics = {k: round(totals[i].item() / seen_all, 6) for i, k in enumerate(keys)}
+    metrics["accuracy"] = round(totals[-2].item() / seen_all, 6)
+    return metrics
+
+
+def _format_row(row: dict[str, Any], total: int) -> str:
+    head = f"[{row['step'] + 1}/{total}] "
+    if row["kind"] == "push":
+        return head + f"push: mean distance of the pushed prototypes {row['mean_push_distance']:.4f}"
+    parts = [f"epoch {row['epoch']} {row['phase']}", f"loss {row['loss']:.4f}", f"acc {row['accuracy']:.3f}"]
+    if "val_accuracy" in row:
+        parts.append(f"val acc {row['val_accuracy']:.3f}")
+    return head + ", ".join(parts) + f" ({row['seconds']:.1f}s)"
+
+
+def _write_metrics(history: list[dict[str, Any]], out: Path) -> None:
+    """Rewrite ``metrics.jsonl`` and ``metrics.csv`` from the checkpointed history (consistent on resume)."""
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history))
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    csv_writer = csv.DictWriter(buffer, fieldnames=columns)
+    csv_writer.writeheader()
+    csv_writer.writerows(history)
+    (out / "metrics.csv").write_text(buffer.getvalue())
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))

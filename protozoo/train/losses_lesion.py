@@ -1,0 +1,73 @@
+"""Loss of the lesion-linked head: lesion BCE + diagnosis CE + multi-label cluster/separation + L1."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from einops import reduce
+from torch import Tensor
+
+from protozoo.train.losses import LossWeights, l1_wrong_class, orthogonality
+
+
+def lesion_targets(lesions: Tensor, lesion_names: list[str]) -> Tensor:
+    """Check image-level multi-hot lesion labels: (B, L) in the order of ``lesion_names``, as floats.
+
+    Raises:
+        ValueError: Labels of the wrong shape, naming the expected lesion list.
+    """
+    width = lesions.shape[-1] if lesions.ndim else 0
+    if lesions.ndim != 2 or width != len(lesion_names):
+        raise ValueError(
+            f"expected {len(lesion_names)} lesion labels per image in the order {list(lesion_names)}, "
+            f"got {width} (lesion labels of shape {tuple(lesions.shape)})"
+        )
+    return lesions.float()
+
+
+def per_lesion_min_distances(min_distances: Tensor, num_lesions: int) -> Tensor:
+    """(B, P) -> (B, L): each image's smallest distance to a prototype of each lesion (contiguous blocks)."""
+    return reduce(min_distances, "b (l m) -> b l", "min", l=num_lesions)
+
+
+def multilabel_cluster_cost(lesion_distances: Tensor, present: Tensor) -> Tensor:
+    """Mean over images with a lesion of the mean, over its present lesions, of the (B, L) distances."""
+    has_lesion = present.any(dim=1)  # (B,)
+    per_image = (lesion_distances * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)  # (B,)
+    return per_image[has_lesion].sum() / has_lesion.sum().clamp_min(1)
+
+
+def multilabel_separation_cost(lesion_distances: Tensor, present: Tensor) -> Tensor:
+    """Mean over images missing a lesion of the smallest (B, L) distance to an absent lesion's prototypes."""
+    has_absent = (~present).any(dim=1)  # (B,)
+    per_image = lesion_distances.masked_fill(present, float("inf")).amin(dim=1)  # (B,)
+    return per_image[has_absent].sum() / has_absent.sum().clamp_min(1)
+
+
+def lesion_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+    """The weighted sum of the lesion head's terms, and each term's value for logging.
+
+    Args:
+        model: The (unwrapped) LesionProtoPNet.
+        output: Its :class:`~protozoo.outputs.LesionOutput`.
+        batch: ``lesions`` (B, L) multi-hot, ``label`` (B,) diagnosis.
+        weights: ``lesion`` (BCE), ``cross_entropy`` (diagnosis), ``cluster``, ``separation``,
+            ``l1`` (wrong-lesion last-layer weights), ``orthogonality``.
+        phase: Unused: every phase has the same objective.
+    """
+    lesions = lesion_targets(batch["lesions"], model.lesion_names)  # (B, L)
+    present = lesions > 0.5
+    lesion_distances = per_lesion_min_distances(output.min_distances, model.num_lesions)  # (B, L)
+    terms: dict[str, Tensor] = {
+        "lesion": F.binary_cross_entropy_with_logits(output.lesion_logits, lesions),
+        "cross_entropy": F.cross_entropy(output.logits, batch["label"]),
+    }
+    if weights.cluster:
+        terms["cluster"] = multilabel_cluster_cost(lesion_distances, present)
+    if weights.separation:
+        terms["separation"] = multilabel_separation_cost(lesion_distances, present)
+    if weights.l1:
+        terms["l1"] = l1_wrong_class(model.last_layer.weight, model.head.prototype_identity)
+    if weights.orthogonality:
+        terms["orthogonality"] = orthogonality(model.prototypes, model.prototypes_per_lesion)
+    total = sum(getattr(weights, name) * value for name, value in terms.items())
+    return total, {name: value.item() for name, value in terms.items()}

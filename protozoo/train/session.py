@@ -1,0 +1,83 @@
+"""Turn a model name and a dataset spec into what ``fit`` needs: model, train/val/push datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
+
+
+@dataclass
+class Run:
+    """A model sized for a dataset, with augmented train, eval-transformed val and push datasets."""
+
+    model: Any
+    train: Dataset
+    val: Dataset | None
+    push: Dataset
+
+
+def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = None, num_samples: int | None = None,
+                pretrained_backbone: bool = False, seed: int = 0, data_options: dict[str, Any] | None = None,
+                **model_overrides: Any) -> Run:
+    """Build the model for the dataset's classes and channels, and the datasets with matching transforms.
+
+    Args:
+        model_name: Registered name, alias or saved model folder (fine-tuned from its weights).
+        data_spec: ``protozoo.data.load_dataset`` spec.
+        image_size: Input side in pixels (default: the model's pretrained input size).
+        num_samples: Training samples of a synthetic dataset.
+        pretrained_backbone: Start a registered architecture from ImageNet backbone weights.
+        seed: Seed of the model's initialisation and of synthetic datasets.
+        data_options: Extra keyword options of the dataset class, for every split
+            (``{"num_classes": 3}`` for synthetic-parts, ``{"crop_to_bbox": True}`` for CUB...).
+        **model_overrides: Architecture arguments (``prototypes_per_class``...).
+    """
+    import torch
+
+    import protozoo
+
+    torch.manual_seed(seed)  # the model's random init is part of the recipe: same seed, same run
+    scheme, _ = parse_spec(data_spec)
+    synthetic = scheme.startswith("synthetic-")
+    options: dict[str, Any] = ({"seed": seed} if synthetic else {}) | (data_options or {})
+    if synthetic and image_size:
+        options["image_size"] = image_size
+    probe = load_dataset(data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {}))
+    in_chans = int(probe[0]["image"].shape[0])
+    classes = list(probe.classes)
+    sizing = {"num_classes": len(classes)}
+    if Path(model_name).is_dir():
+        model = protozoo.load(model_name, **sizing, **model_overrides).train()
+    else:
+        model = protozoo.create_model(model_name, in_chans=in_chans, pretrained_backbone=pretrained_backbone,
+                                      **sizing, **model_overrides)
+    side = image_size or model.pretrained_cfg.input_size[-1]
+    data_config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
+    # ProtoPNet's augmentation: flips and small affine changes, no random crops, which could cut
+    # away the very parts the prototypes should learn.
+    train_tf = build_transforms(data_config, train=True, crop_scale=None)
+    eval_tf = build_transforms(data_config, train=False)
+    train_options = options | ({"num_samples": num_samples} if synthetic and num_samples else {})
+    train = load_dataset(data_spec, "train", transform=train_tf, **train_options)
+    push = load_dataset(data_spec, "train", transform=eval_tf, **train_options)
+    val = _eval_split(data_spec, eval_tf, options)
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
+        label_names=tuple(classes), description=f"fine-tuned on {data_spec}",
+    )
+    return Run(model=model, train=train, val=val, push=push)
+
+
+def _eval_split(data_spec: str, transform, options: dict[str, Any]) -> Dataset | None:
+    """The dataset's val split, else its test split, else None."""
+    for split in ("val", "test"):
+        try:
+            return load_dataset(data_spec, split, transform=transform, **options)
+        except (ValueError, FileNotFoundError):
+            continue
+    return None
