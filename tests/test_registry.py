@@ -23,7 +23,8 @@ def test_list_models_fnmatch_and_sorted():
     assert protozoo.list_models("protopnet_resnet*") == [
         "protopnet_resnet18", "protopnet_resnet34", "protopnet_resnet50", "protopnet_resnet50v2",
     ]
-    assert protozoo.list_models(["*vgg1?"]) == ["protopnet_vgg16", "protopnet_vgg19"]
+    assert protozoo.list_models(["protopnet_vgg1?"]) == ["protopnet_vgg16", "protopnet_vgg19"]
+    assert len(protozoo.list_models("*_vgg16")) == 5  # every family on every backbone
     assert protozoo.list_models("nothing*") == []
 
 

@@ -1,0 +1,72 @@
+"""The lesion-linked head: lesion prototypes -> lesion logits -> a diagnosis from the lesions alone.
+
+features (B, C, H, W) -> ProtoPNet head with the L lesion types as its classes -> similarities
+(B, P) -> bias-free last layer + per-lesion bias -> lesion logits (B, L) -> sigmoid -> non-negative
+linear layer -> diagnosis logits (B, K). See docs/heads.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import reduce
+from torch import Tensor, nn
+
+from protozoo.heads.protopnet import ProtoPNetHead
+from protozoo.outputs import LesionOutput
+
+
+class NonNegativeLinear(nn.Module):
+    """``y = x softplus(V)^T + b``: every input can only add evidence to an output.
+
+    Args:
+        in_features: Inputs (lesion probabilities).
+        out_features: Outputs (diagnosis classes).
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.raw_weight = nn.Parameter(torch.zeros(out_features, in_features))  # softplus(0) = log 2
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    @property
+    def weight(self) -> Tensor:
+        """(out, in) non-negative weights."""
+        return F.softplus(self.raw_weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class LesionHead(ProtoPNetHead):
+    """A :class:`ProtoPNetHead` whose classes are lesion types, plus lesion biases and a diagnosis layer.
+
+    Args:
+        num_lesions: L, the head's prototype classes.
+        num_classes: K diagnosis classes.
+        **kwargs: :class:`ProtoPNetHead` arguments (``prototypes_per_class`` = prototypes per lesion).
+    """
+
+    def __init__(self, *, num_lesions: int, num_classes: int, **kwargs):
+        super().__init__(num_classes=num_lesions, **kwargs)
+        self.lesion_bias = nn.Parameter(torch.zeros(num_lesions))  # (L,), lets a lesion be absent
+        self.diagnosis = NonNegativeLinear(num_lesions, num_classes)
+
+    def diagnose(self, lesion_logits: Tensor) -> Tensor:
+        """(B, L) lesion logits -> (B, K) diagnosis logits; the diagnosis reads nothing else."""
+        return self.diagnosis(lesion_logits.sigmoid())
+
+    def lesion_similarity_maps(self, distance_maps: Tensor) -> Tensor:
+        """(B, P, H, W) distances -> (B, L, H, W): per lesion, the max of its prototypes' similarity maps."""
+        return reduce(self.activation(distance_maps), "b (l m) h w -> b l h w", "max", l=self.num_classes)
+
+    def forward(self, features: Tensor) -> LesionOutput:
+        proto = super().forward(features)  # proto.logits: the bias-free last layer over the lesion prototypes
+        lesion_logits = proto.logits + self.lesion_bias  # (B, L)
+        return LesionOutput(
+            logits=self.diagnose(lesion_logits),
+            similarities=proto.similarities,
+            min_distances=proto.min_distances,
+            distance_maps=proto.distance_maps,
+            lesion_logits=lesion_logits,
+        )

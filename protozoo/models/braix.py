@@ -1,0 +1,94 @@
+"""BRAIxProtoPNet++ (Wang et al., MICCAI 2022): a global CNN branch distilled into a prototype branch.
+
+One shared backbone feeds a global branch (pooled features, linear classifier) and a ProtoPNet
+head. The prediction averages the two branches' probabilities; both are returned too. Training
+(``protozoo.train``): the global branch alone, then the prototype branch, then jointly, with a
+distillation hinge from the global to the prototype branch, and pushes that never reuse a source
+image within a class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from torch import Tensor, nn
+
+from protozoo.models.protopnet import BACKBONES, ProtoPNet, ProtoPNetConfig
+from protozoo.outputs import BRAIxOutput
+from protozoo.pretrained import PretrainedCfg
+from protozoo.registry import register_alias, register_model
+
+__all__ = ["BRAIxConfig", "BRAIxProtoPNet"]
+
+PAPER = ("Wang et al., Knowledge Distillation to Ensemble Global and Interpretable Prototype-Based "
+         "Mammogram Classification Models, MICCAI 2022")
+
+
+@dataclass
+class BRAIxConfig(ProtoPNetConfig):
+    """ProtoPNet's arguments plus the global branch's dropout.
+
+    Defaults are for screening mammograms: one channel, two classes (no cancer / cancer) as in the
+    paper; ``num_classes`` and ``in_chans`` are ordinary overrides.
+    """
+
+    arch: str = "braix_protopnet_pp"
+    num_classes: int = 2
+    in_chans: int = 1
+    global_dropout: float = 0.0
+
+
+class BRAIxProtoPNet(ProtoPNet):
+    """A shared timm backbone, a global classifier and a ProtoPNet head, predicted as an ensemble."""
+
+    config_class = BRAIxConfig
+    class_dependent = ProtoPNet.class_dependent + ("global_head.fc.weight", "global_head.fc.bias")
+
+    def __init__(self, config: BRAIxConfig):
+        super().__init__(config)
+        self.global_head = nn.Sequential()
+        self.global_head.add_module("pool", nn.AdaptiveAvgPool2d(1))
+        self.global_head.add_module("flatten", nn.Flatten())
+        self.global_head.add_module("drop", nn.Dropout(config.global_dropout))
+        self.global_head.add_module("fc", nn.Linear(self.backbone.out_channels, config.num_classes))
+
+    def forward(self, x: Tensor) -> BRAIxOutput:
+        self.check_input(x)
+        features = self.backbone(x)  # (B, C, H, W)
+        proto = self.head(features)
+        global_logits = self.global_head(features)  # (B, K)
+        probabilities = (global_logits.softmax(dim=1) + proto.logits.softmax(dim=1)) / 2
+        return BRAIxOutput(
+            logits=probabilities.clamp_min(1e-12).log(),
+            similarities=proto.similarities,
+            min_distances=proto.min_distances,
+            distance_maps=proto.distance_maps,
+            global_logits=global_logits,
+            prototype_logits=proto.logits,
+            probabilities=probabilities,
+        )
+
+    def parameter_groups(self) -> dict[str, list]:
+        return super().parameter_groups() | {"global_head": list(self.global_head.parameters())}
+
+
+def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
+    arch = f"braix_protopnet_pp_{suffix}"
+
+    def entrypoint(**overrides: Any) -> BRAIxProtoPNet:
+        return BRAIxProtoPNet(replace(BRAIxConfig(arch=arch, backbone=timm_name), **overrides))
+
+    entrypoint.__name__ = entrypoint.__qualname__ = arch
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"BRAIxProtoPNet++ on timm ``{timm_name}``. Keyword arguments override :class:`BRAIxConfig`."
+    register_model(entrypoint, default_cfg=default_cfg.replace(paper=PAPER))
+    globals()[arch] = entrypoint
+
+
+for _suffix, (_timm_name, _cfg) in BACKBONES.items():
+    _make_entrypoint(_suffix, _timm_name, _cfg)
+
+# The default model: EfficientNet-Lite0 (real ImageNet weights offline), one-channel mammograms,
+# normal / benign / malignant.
+register_alias("braix-protopnet++", "braix_protopnet_pp_efficientnet_lite0")

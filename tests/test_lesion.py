@@ -1,0 +1,141 @@
+"""The lesion-linked AMD head: lesion prototypes, a diagnosis from the lesion logits only, lesion
+maps, the lesion-label check, its loss and training on synthetic-fundus."""
+
+import re
+
+import pytest
+import torch
+
+import protozoo
+from protozoo.data.collate import collate_items
+from protozoo.data.synthetic import FUNDUS_LESIONS, SyntheticFundus
+from protozoo.train import Recipe, fit
+from protozoo.train.losses import LossWeights
+from protozoo.train.losses_lesion import multilabel_cluster_cost, multilabel_separation_cost
+from protozoo.train.tasks import task_for
+
+TINY = dict(prototypes_per_class=2, prototype_dim=16, feature_stage=3)
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return protozoo.create_model("protopnet_lesion_resnet18", **TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+
+def test_defaults_lesions_as_prototype_classes(model, images):
+    assert model.lesion_names == FUNDUS_LESIONS and model.num_lesions == 5
+    assert model.config.in_chans == 3 and model.num_classes == 2 and model.prototypes_per_lesion == 2
+    assert model.prototype_class.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    with torch.no_grad():
+        out = model(images)
+    assert out.logits.shape == (2, 2) and out.lesion_logits.shape == (2, 5)
+    assert out.similarities.shape == out.min_distances.shape == (2, 10)
+    torch.testing.assert_close(out.lesion_logits, out.similarities @ model.last_layer.weight.T + model.head.lesion_bias)
+
+
+def test_diagnosis_is_a_function_of_the_lesion_logits_only(images):
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", **TINY).eval()
+    with torch.no_grad():
+        out = model(images)
+        assert torch.equal(out.logits, model.head.diagnose(out.lesion_logits))
+        assert (model.head.diagnosis.weight >= 0).all()
+        # Cut prototype 0 from the lesion logits, then move it: its similarity changes, the lesion
+        # logits do not, so neither may the diagnosis.
+        model.last_layer.weight[:, 0] = 0
+        before = model(images)
+        model.head.prototypes[0] += 0.5
+        after = model(images)
+    assert not torch.allclose(before.similarities[:, 0], after.similarities[:, 0])
+    torch.testing.assert_close(after.lesion_logits, before.lesion_logits)
+    torch.testing.assert_close(after.logits, before.logits)
+
+
+def test_lesion_maps_at_input_size_in_unit_range(model, images):
+    with torch.no_grad():
+        maps = model.lesion_maps(images)
+    assert maps.shape == (2, 5, SIZE, SIZE)
+    assert maps.min() >= 0 and maps.max() <= 1
+    for image_maps in maps:
+        assert image_maps.min() == 0 and image_maps.max() == pytest.approx(1)
+
+
+def test_wrong_width_lesion_labels_name_the_expected_lesions(model, images):
+    out = model(images)
+    batch = {"label": torch.tensor([0, 1]), "lesions": torch.zeros(2, 3)}
+    expected = re.escape("expected 5 lesion labels per image in the order ['drusen', 'haemorrhage', ") + ".*got 3"
+    with pytest.raises(ValueError, match=expected):
+        task_for(model).loss(model, out, batch, LossWeights(), "joint")
+
+
+def test_multilabel_cluster_and_separation_equal_loops():
+    distances = torch.rand(4, 3)
+    present = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.bool)
+    cluster = [distances[b][present[b]].mean() for b in range(4) if present[b].any()]
+    separation = [distances[b][~present[b]].min() for b in range(4) if (~present[b]).any()]
+    torch.testing.assert_close(multilabel_cluster_cost(distances, present), torch.stack(cluster).mean())
+    torch.testing.assert_close(multilabel_separation_cost(distances, present), torch.stack(separation).mean())
+
+
+def test_task_loss_terms_and_parameter_groups():
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", **TINY)
+    data = SyntheticFundus("train", image_size=SIZE, num_samples=4)
+    batch = collate_items([data[i] for i in range(4)])
+    task = task_for(model)
+    loss, terms = task.loss(model, task.forward(model, batch), batch, LossWeights(), "joint")
+    assert set(terms) == {"lesion", "cross_entropy", "cluster", "separation", "l1"}
+    loss.backward()
+    assert model.head.lesion_bias.grad is not None and model.head.diagnosis.raw_weight.grad is not None
+    groups = model.parameter_groups()
+    add_on = {id(p) for p in groups["add_on"]}
+    assert id(model.head.lesion_bias) in add_on and id(model.head.diagnosis.raw_weight) in add_on
+    assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
+    assert task.push_label_key == "lesions"  # lesion prototypes are pushed by the multi-hot lesion labels
+
+
+def _fit(epochs: int, samples: int, batch_size: int):
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", **TINY)
+    recipe = Recipe(epochs=epochs, warm_epochs=1, batch_size=batch_size, push_start=epochs + 1,
+                    push_at_end=False, lr={"backbone": 1e-3, "add_on": 1e-2, "prototypes": 3e-3, "last_layer": 1e-3},
+                    warm_lr={"add_on": 1e-2, "prototypes": 3e-3})
+    val = SyntheticFundus("val", image_size=SIZE, num_samples=60)
+    train = SyntheticFundus("train", image_size=SIZE, num_samples=samples)
+    return fit(model, train, recipe=recipe, val_data=val, progress=False, log=lambda line: None).history
+
+
+def test_fit_trains_without_push():
+    history = _fit(epochs=2, samples=32, batch_size=16)
+    assert [row["phase"] for row in history] == ["warm", "joint"]
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+
+
+def test_push_puts_each_lesion_prototype_on_an_image_with_that_lesion():
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", **TINY).eval()
+    data = SyntheticFundus("train", image_size=SIZE, num_samples=64)  # every lesion type appears
+    loader = torch.utils.data.DataLoader(data, batch_size=8, collate_fn=collate_items)
+    result = protozoo.push_prototypes(model, loader, label_key="lesions")
+    items = {data[i]["id"]: data[i] for i in range(len(data))}
+    for row in result.provenance:
+        item = items[row["image_id"]]
+        lesion = int(model.prototype_class[row["prototype"]])
+        assert item["lesions"][lesion] == 1, (row["prototype"], model.lesion_names[lesion])
+        h, w = row["feature_hw"]
+        with torch.no_grad():
+            z = model.latent(item["image"][None])[0, :, h, w]
+        assert (z - model.prototypes[row["prototype"]]).abs().max() < 1e-5
+
+
+@pytest.mark.slow
+def test_longer_fit_learns_the_lesions():
+    history = _fit(epochs=10, samples=128, batch_size=8)
+    assert history[-1]["val_lesion"] < history[0]["val_lesion"] - 0.1
