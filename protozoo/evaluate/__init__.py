@@ -5,11 +5,13 @@
     stability(model, parts_dataset).score         # 0-100
     localization(model, lesion_dataset).iou       # against lesion masks, 0-1
 
-Every evaluator reads a model's maps through :func:`prototype_maps` (``{view: (B, P, H, W)}``),
-so a new head family plugs in by extending that one adapter. See docs/evaluate.md.
+Every evaluator reads a model through three adapters: :func:`prototype_maps` (``{view: (B, P, H,
+W)}``), :func:`model_logits` and :func:`own_prototypes` (which prototypes each image's class
+owns), so a new head family plugs in by extending them; ProtoPNet, BRAIxProtoPNet++, the
+multi-view CC/MLO and the lesion heads are covered. See docs/evaluate.md.
 """
 
-from protozoo.evaluate._parts import model_logits, prototype_maps
+from protozoo.evaluate._parts import model_logits, own_prototypes, prototype_maps
 from protozoo.evaluate.classification import (
     ClassificationResult,
     binary_auroc,
@@ -41,6 +43,7 @@ __all__ = [
     "localization_from_maps",
     "macro_auroc",
     "model_logits",
+    "own_prototypes",
     "posthoc_localization",
     "posthoc_maps",
     "prototype_maps",

@@ -1,8 +1,9 @@
 """Shared machinery of the evaluators.
 
-- :func:`prototype_maps` and :func:`model_logits`: the adapters from a model and a batch to
-  ``{view: (B, P, H, W)}`` similarity maps and to logits; other heads (multi-view, lesion) plug
-  in by extending them.
+- :func:`prototype_maps`, :func:`model_logits` and :func:`own_prototypes`: the adapters from a
+  model and a batch to ``{view: (B, P, H, W)}`` similarity maps, to logits and to the prototypes
+  of each image's class(es); every head family (ProtoPNet, multi-view CC/MLO, lesion) plugs in
+  there.
 - Batching (:func:`iterate_batches`), class masks, JSON conversion.
 - The part geometry of Huang et al. (ICCV 2023): a fixed box around the peak of each bicubically
   upsampled map, and which visible parts lie inside it; :func:`scan_parts` runs it over a dataset
@@ -34,8 +35,12 @@ Batch = dict[str, Any]
 def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
     """Similarity maps of every prototype, per view; higher = more alike.
 
-    The one place that knows how a model family exposes its maps. A ProtoPNet-style model reads
-    ``batch["image"]`` and gives ``{"image": model.similarity_maps(image)}``.
+    The one place that knows how a model family exposes its maps:
+
+    - ProtoPNet-style (and the lesion head, whose prototypes are the lesion prototypes): reads
+      ``batch["image"]`` and gives ``{"image": model.similarity_maps(image)}``;
+    - multi-view (``model.views``, e.g. CC/MLO): ``{view: model.similarity_maps(view image)}`` for
+      every view in ``batch["views"]`` (the prototypes are single-view latent patches).
 
     Args:
         model: A prototype model.
@@ -45,14 +50,48 @@ def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
         ``{view name: (B, P, H, W) similarity maps}``; the view name also says where the view's
         ``image`` / ``parts`` / ``mask`` live in the batch (see :func:`view_batch`).
     """
+    views = getattr(model, "views", None)
+    if views is not None:
+        return {v: model.similarity_maps(batch["views"][v]["image"]) for v in views if v in batch["views"]}
     return {"image": model.similarity_maps(batch["image"])}
 
 
 def model_logits(model: nn.Module, batch: Batch) -> Tensor:
-    """(B, num_classes) logits of a batch (``model(batch["image"]).logits`` for ProtoPNet; a
-    plain classifier's output tensor is taken as is)."""
-    output = model(batch["image"])
+    """(B, num_classes) logits of a batch: ``model(batch["image"]).logits`` for ProtoPNet (the
+    diagnosis logits for the lesion head); ``model(cc, mlo).logits`` from ``batch["views"]`` for a
+    multi-view model (a view absent from the batch is passed as None); a plain classifier's output
+    tensor is taken as is."""
+    views = getattr(model, "views", None)
+    if views is not None:
+        output = model(*(batch["views"][v]["image"] if v in batch["views"] else None for v in views))
+    else:
+        output = model(batch["image"])
     return output.logits if hasattr(output, "logits") else output
+
+
+def own_prototypes(model: nn.Module, batch: Batch, source: str = "true") -> Tensor:
+    """(B, P) bool: the prototypes of each image's class(es), which the evaluators score.
+
+    ProtoPNet-style and multi-view: the prototypes of the image's class (any positive class of
+    multi-hot labels), from ``batch["label"]`` (``source="true"``) or the arg-max of
+    :func:`model_logits` (``"predicted"``). Lesion head (``model.lesion_names``): the prototypes of
+    the lesions present, from ``batch["lesions"]`` (L,) multi-hot or the lesion logits > 0.
+
+    Args:
+        model: A prototype model.
+        batch: A collated batch.
+        source: ``"true"`` or ``"predicted"``.
+    """
+    if source not in ("true", "predicted"):
+        raise ValueError(f"source must be 'true' or 'predicted', got {source!r}")
+    if getattr(model, "lesion_names", None) is not None:
+        if source == "true" and "lesions" not in batch:
+            raise ValueError("the lesion head's prototypes are scored on the lesions present: items need 'lesions' (L,) multi-hot")
+        present = batch["lesions"] > 0 if source == "true" else model(batch["image"]).lesion_logits > 0  # (B, L)
+    else:
+        labels = batch["label"] if source == "true" else model_logits(model, batch).argmax(dim=1)
+        present = class_mask(labels, model.num_classes)  # (B, K)
+    return present[:, model.prototype_class.to(present.device)]  # (B, P)
 
 
 def view_batch(batch: Batch, view: str) -> Batch:
@@ -233,8 +272,7 @@ def scan_parts(
     counts: dict[str, PartCounts] = {}
     with torch.inference_mode():
         for batch in iterate_batches(dataset, batch_size, device):
-            own = class_mask(batch["label"], model.num_classes)[:, prototype_class]  # (B, P)
-            b_idx, p_idx = own.nonzero(as_tuple=True)  # (N,) each: own-class pairs
+            b_idx, p_idx = own_prototypes(model, batch).nonzero(as_tuple=True)  # (N,) each: own-class pairs
             clean = prototype_maps(model, batch)
             noisy = prototype_maps(model, _perturbed(batch, perturb)) if perturb is not None else None
             for view, maps in clean.items():

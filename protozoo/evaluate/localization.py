@@ -14,11 +14,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from protozoo.evaluate._parts import (
-    class_mask,
     iterate_batches,
     jsonable,
     model_device,
-    model_logits,
+    own_prototypes,
     pick_view,
     prototype_maps,
     view_batch,
@@ -143,19 +142,15 @@ def top_prototype_maps(model: nn.Module, batch: dict, maps: Tensor, class_source
         batch: The collated batch (``label`` for ``"true"``, the images for ``"predicted"``).
         maps: (B, P, h, w) similarity maps of one view.
         class_source: ``"true"``: prototypes of the label's class(es); ``"predicted"``: of the
-            arg-max logit's class.
+            arg-max logit's class (lesion head: of the lesions present / predicted present, see
+            :func:`~protozoo.evaluate._parts.own_prototypes`).
 
     Returns:
         (B, h, w) the chosen prototype's map per image.
     """
     if class_source not in CLASS_SOURCES:
         raise ValueError(f"class_source must be one of {CLASS_SOURCES}, got {class_source!r}")
-    prototype_class = model.prototype_class.to(maps.device)  # (P,)
-    if class_source == "true":
-        classes = class_mask(batch["label"], model.num_classes)  # (B, K)
-    else:
-        classes = class_mask(model_logits(model, batch).argmax(dim=1), model.num_classes)
-    own = classes[:, prototype_class]  # (B, P)
+    own = own_prototypes(model, batch, class_source).to(maps.device)  # (B, P)
     peak = reduce(maps, "b p h w -> b p", "max").masked_fill(~own, -torch.inf)  # (B, P)
     chosen = peak.argmax(dim=1)  # (B,)
     return maps[torch.arange(maps.shape[0], device=maps.device), chosen]  # (B, h, w)

@@ -1,0 +1,552 @@
+"""Local explanations: which prototypes made a model decide what it decided, and where they matched.
+
+    explanation = protozoo.explain(model, image, top_k=5)
+    explanation.class_name, explanation.probability
+    for ev in explanation.prototypes:
+        ev.index, ev.similarity, ev.weight, ev.contribution, ev.heatmap, ev.box, ev.source
+
+For a ProtoPNet the logit of class c is ``sum_p similarity_p * w[c, p]`` (bias-free last layer), so
+the *contribution* of prototype p to class c is ``similarity_p * w[c, p]`` and the contributions of
+all prototypes add up to the logit exactly. The top-k prototypes are those with the largest
+(signed) contribution to the explained class: the strongest evidence *for* it.
+
+One forward pass per batch: heatmaps reuse the output's distance maps (no second pass through the
+backbone; the lesion head's ``lesion_maps`` is the one exception). The explainer is picked by the
+exact type of the model's output in one table, :data:`EXPLAINERS`; new heads plug in with
+:func:`register_explainer`. Registered: ProtoPNet (``ProtoOutput``), BRAIxProtoPNet++
+(``BRAIxOutput``: both branches and the ensemble), multi-view CC/MLO (``MultiViewOutput``:
+``explain(model, (cc, mlo))``, per-view maps and the co-occurrence block) and the lesion head
+(``LesionOutput``: lesions found, lesion maps, the diagnosis decomposed over lesions). See
+docs/explain.md.
+
+Boxes are half-open pixel boxes ``[x0, y0, x1, y1]`` of the input: ``image[..., y0:y1, x0:x1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from protozoo.data.transforms import resolve_data_config
+from protozoo.outputs import BRAIxOutput, LesionOutput, MultiViewOutput, ProtoOutput
+
+__all__ = [
+    "EXPLAINERS",
+    "HIGH_ACTIVATION_PERCENTILE",
+    "LESION_FOUND_PROBABILITY",
+    "CooccurrenceEvidence",
+    "Explanation",
+    "LesionEvidence",
+    "PrototypeEvidence",
+    "ViewEvidence",
+    "explain",
+    "explain_batch",
+    "high_activation_box",
+    "register_explainer",
+    "upsample_maps",
+]
+
+HIGH_ACTIVATION_PERCENTILE = 95.0  # ProtoPNet's find_high_activation_crop: the top 5% of the map
+LESION_FOUND_PROBABILITY = 0.5  # a lesion is "found" at sigmoid(lesion logit) >= this
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class PrototypeEvidence:
+    """One prototype's part in a decision.
+
+    Attributes:
+        index: Prototype index p.
+        class_idx: Class the prototype belongs to.
+        class_name: Its name (``str(class_idx)`` without label names).
+        similarity: Max-pooled similarity of the prototype to the image.
+        weight: Last-layer weight ``w[c, p]`` to the explained class c.
+        contribution: ``similarity * weight``: what the prototype adds to the logit of c.
+        heatmap: (H, W) similarity map upsampled bicubically to the input size.
+        box: ``[x0, y0, x1, y1]`` bounding box of the heatmap's top 5% (see :func:`high_activation_box`).
+        source: The prototype's provenance row (where it was pushed from), or None before a push.
+    """
+
+    index: int
+    class_idx: int
+    class_name: str
+    similarity: float
+    weight: float
+    contribution: float
+    heatmap: Tensor
+    box: Box
+    source: dict[str, Any] | None
+
+
+@dataclass
+class ViewEvidence(PrototypeEvidence):
+    """A multi-view prototype's evidence: its match in each present view of the breast.
+
+    ``similarity`` is the view-max similarity the breast-level last layer reads, and ``heatmap``
+    / ``box`` are those of the view it comes from (``view``).
+
+    Attributes:
+        view: The view the prototype fired in (``"cc"`` or ``"mlo"``): where its similarity is highest.
+        view_similarities: ``{view: similarity}`` of the present views.
+        view_heatmaps: ``{view: (H, W) heatmap}`` of the present views, at the input size.
+        view_boxes: ``{view: box}`` of the present views.
+    """
+
+    view: str = "cc"
+    view_similarities: dict[str, float] = field(default_factory=dict)
+    view_heatmaps: dict[str, Tensor] = field(default_factory=dict)
+    view_boxes: dict[str, Box] = field(default_factory=dict)
+
+
+@dataclass
+class CooccurrenceEvidence:
+    """One prototype's cross-view co-occurrence evidence (the multi-view head's second last-layer block).
+
+    Attributes:
+        index: Prototype index p.
+        class_idx: Class the prototype belongs to.
+        class_name: Its name.
+        score: Co-occurrence score of p: it fires in one view at the place the other view attends to.
+        weight: Co-occurrence weight ``w_co[c, p]`` to the explained class c.
+        contribution: ``score * weight``.
+    """
+
+    index: int
+    class_idx: int
+    class_name: str
+    score: float
+    weight: float
+    contribution: float
+
+
+@dataclass
+class LesionEvidence:
+    """One lesion type's part in a lesion-head diagnosis.
+
+    Attributes:
+        index: Lesion index l (the prototype class of its prototypes).
+        name: Lesion name.
+        probability: ``sigmoid(lesion logit)``: how sure the model is the lesion is present.
+        found: ``probability >= LESION_FOUND_PROBABILITY``.
+        weight: Non-negative diagnosis weight ``softplus(V)[c, l]`` to the explained class c.
+        contribution: ``weight * probability``: what the lesion adds to the diagnosis logit of c.
+        lesion_map: (H, W) the lesion's map at the input size (``model.lesion_maps``: in [0, 1],
+            scaled together with the image's other lesion maps).
+        prototypes: The top prototypes by contribution ``similarity * W[l, p]`` to the lesion's
+            logit, largest first.
+    """
+
+    index: int
+    name: str
+    probability: float
+    found: bool
+    weight: float
+    contribution: float
+    lesion_map: Tensor
+    prototypes: list[PrototypeEvidence]
+
+
+@dataclass
+class Explanation:
+    """Why a model classified one image as it did.
+
+    Attributes:
+        predicted: Predicted class (argmax of the logits).
+        predicted_name: Its name.
+        class_idx: The explained class (``predicted`` unless another was asked for).
+        class_name: Its name.
+        probabilities: (K,) class probabilities (softmax of the logits).
+        logit: Logit of the explained class; equals ``contributions.sum() + bias`` (plus
+            ``cooccurrence_contributions.sum()`` for the multi-view head).
+        contributions: (P,) contribution of every prototype to the explained class's logit; (L,)
+            of every lesion for the lesion head.
+        prototypes: The top-k prototypes by contribution, largest first (:class:`ViewEvidence`
+            for the multi-view head; for the lesion head, those of the found lesions by their
+            contribution to their lesion's logit).
+        image: (C, H, W) the normalised input, on the CPU (the CC view, or MLO without CC).
+        mean: Per-channel normalisation mean (to de-normalise ``image`` for display).
+        std: Per-channel normalisation std.
+        kind: Which explainer made it (``"protopnet"``, ``"braix"``, ``"multiview"``, ``"lesion"``).
+        bias: The logit's bias (the lesion head's diagnosis bias ``c``; 0 for the others).
+        branch_probabilities: BRAIxProtoPNet++: ``{"global", "prototype", "ensemble"}`` -> (K,)
+            probabilities; ``logit`` and ``contributions`` are the prototype branch's.
+        view_images: Multi-view: ``{view: (C, H, W)}`` of the present views.
+        cooccurrence_contributions: Multi-view: (P,) ``cooccurrence * w_co[c]``.
+        cooccurrence: Multi-view: the top-k co-occurrence evidence (empty without both views).
+        lesions: Lesion head: every lesion type, in the model's order.
+        lesion_maps: Lesion head: (L, H, W) ``model.lesion_maps`` of the image.
+    """
+
+    predicted: int
+    predicted_name: str
+    class_idx: int
+    class_name: str
+    probabilities: Tensor
+    logit: float
+    contributions: Tensor
+    prototypes: list[PrototypeEvidence]
+    image: Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    kind: str = "protopnet"
+    extra: dict[str, Any] = field(default_factory=dict)
+    bias: float = 0.0
+    branch_probabilities: dict[str, Tensor] | None = None
+    view_images: dict[str, Tensor] | None = None
+    cooccurrence_contributions: Tensor | None = None
+    cooccurrence: list[CooccurrenceEvidence] | None = None
+    lesions: list[LesionEvidence] | None = None
+    lesion_maps: Tensor | None = None
+
+    @property
+    def probability(self) -> float:
+        """Probability of the predicted class."""
+        return float(self.probabilities[self.predicted])
+
+
+Inputs = Tensor | tuple[Tensor | None, ...]  # one image batch, or one batch per view (None: a missing view)
+Explainer = Callable[[Any, Any, Inputs, int, list[int | None]], list[Explanation]]
+EXPLAINERS: dict[type, Explainer] = {}
+
+
+def register_explainer(output_type: type) -> Callable[[Explainer], Explainer]:
+    """Decorator: use ``fn(model, output, images, top_k, class_idx)`` for outputs of ``output_type``.
+
+    ``fn`` gets the model, its output on ``images`` ((B, C, H, W), or a tuple of per-view batches
+    for a multi-view model: ``model(*images)``), ``top_k`` and one requested class (or None) per
+    image, and returns one :class:`Explanation` per image.
+    """
+
+    def decorate(fn: Explainer) -> Explainer:
+        EXPLAINERS[output_type] = fn
+        return fn
+
+    return decorate
+
+
+def explain(
+    model: Any, image: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
+    class_idx: int | None = None,
+) -> Explanation:
+    """Explain one image: predicted class, probabilities and the top-k prototypes' evidence.
+
+    Args:
+        model: A protozoo model.
+        image: (C, H, W) or (1, C, H, W) image, normalised as the model expects. For a multi-view
+            model, the breast's views: ``(cc, mlo)`` or ``{"cc": cc, "mlo": mlo}``, either None.
+        top_k: How many prototypes to report (at most all of them).
+        class_idx: Explain this class's logit instead of the predicted one's.
+
+    Returns:
+        An :class:`Explanation`.
+    """
+    views = _model_inputs(model, image)
+    for x in views:
+        if x is not None and x.ndim == 4 and x.shape[0] != 1:
+            raise ValueError(f"explain takes one image (C, H, W), got a batch {tuple(x.shape)}; use explain_batch")
+    batched = tuple(None if x is None else x if x.ndim == 4 else x[None] for x in views)
+    return explain_batch(model, batched[0] if isinstance(image, Tensor) else batched, top_k, class_idx=class_idx)[0]
+
+
+def explain_batch(
+    model: Any, images: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
+    class_idx: int | Sequence[int | None] | None = None,
+) -> list[Explanation]:
+    """Explain a batch with one forward pass (see :func:`explain`).
+
+    Args:
+        model: A protozoo model; run in eval mode (its mode is restored afterwards).
+        images: (B, C, H, W) normalised images; for a multi-view model ``(cc, mlo)`` or
+            ``{"cc": cc, "mlo": mlo}`` batches, either None.
+        top_k: How many prototypes to report per image.
+        class_idx: One class for all images, one per image (None entries: the predicted class), or None.
+
+    Returns:
+        One :class:`Explanation` per image (breast).
+    """
+    inputs = _model_inputs(model, images)
+    count = len(next(x for x in inputs if x is not None)) if any(x is not None for x in inputs) else 0
+    requested = list(class_idx) if isinstance(class_idx, Sequence) else [class_idx] * count
+    if len(requested) != count:
+        raise ValueError(f"got {len(requested)} class indices for {count} images")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(*inputs)
+            return _explainer_for(output)(model, output, inputs[0] if isinstance(images, Tensor) else inputs, top_k, requested)
+    finally:
+        model.train(was_training)
+
+
+def _model_inputs(model: Any, images: Any) -> tuple[Tensor | None, ...]:
+    """The model's positional inputs: ``(images,)``, the tuple given, or a view dict in ``model.views`` order."""
+    if isinstance(images, Tensor):
+        return (images,)
+    if isinstance(images, Mapping):
+        views = tuple(getattr(model, "views", ()))
+        unknown = set(images) - set(views)
+        if unknown:
+            raise ValueError(f"unknown views {sorted(unknown)}; this model reads the views {list(views)}")
+        return tuple(images.get(v) for v in views)
+    return tuple(images)
+
+
+def _explainer_for(output: Any) -> Explainer:
+    """The explainer of exactly this output type: a subclass (BRAIxOutput...) combines its evidence
+    differently from its parent, so it never falls back to the parent's explainer."""
+    if type(output) in EXPLAINERS:
+        return EXPLAINERS[type(output)]
+    known = ", ".join(t.__name__ for t in EXPLAINERS)
+    raise TypeError(
+        f"no explainer for model output {type(output).__name__} (explainers exist for: {known}); "
+        "add one with protozoo.explain.register_explainer"
+    )
+
+
+def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """(..., h, w) maps -> (..., H, W), bicubic (``align_corners=False``), as ProtoPNet upsamples."""
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()  # (N, 1, h, w)
+    return F.interpolate(flat, size=size, mode="bicubic", align_corners=False).reshape(*lead, *size)
+
+
+def high_activation_box(heatmap: Tensor, percentile: float = HIGH_ACTIVATION_PERCENTILE) -> Box:
+    """Bounding box of the pixels at or above the ``percentile``-th percentile of a (H, W) map.
+
+    ProtoPNet's ``find_high_activation_crop``: the percentile is numpy's (linear interpolation).
+
+    Returns:
+        Half-open ``(x0, y0, x1, y1)``.
+    """
+    threshold = torch.quantile(heatmap.flatten().float(), percentile / 100)
+    ys, xs = (heatmap >= threshold).nonzero(as_tuple=True)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _label_names(model: Any) -> list[str]:
+    names = getattr(model.pretrained_cfg, "label_names", None)
+    return list(names) if names else [str(k) for k in range(model.num_classes)]
+
+
+def _top_evidence(
+    model: Any, similarities: Tensor, distance_maps: Tensor, weight: Tensor, k: int, size: tuple[int, int],
+    names: list[str], among: Tensor | None = None,
+) -> list[PrototypeEvidence]:
+    """The k prototypes with the largest ``similarity * weight``, largest first, with heatmaps and boxes.
+
+    Args:
+        model: The model (its activation, prototype classes and provenance).
+        similarities: (P,) max-pooled similarities of one image.
+        distance_maps: (P, h, w) its distance maps.
+        weight: (P,) last-layer weights to the explained output.
+        k: How many.
+        size: (H, W) input size of the heatmaps.
+        names: Names of the prototype classes.
+        among: (M,) indices of the candidate prototypes; None: all of them.
+    """
+    contributions = similarities * weight  # (P,)
+    candidates = torch.arange(contributions.numel(), device=contributions.device) if among is None else among  # (M,)
+    top = candidates[contributions[candidates].topk(min(k, candidates.numel())).indices]  # (k,), largest first
+    heatmaps = upsample_maps(model.head.activation(distance_maps[top]), size).cpu()  # (k, H, W)
+    prototype_class = model.prototype_class.tolist()  # (P,)
+    provenance = model.provenance
+    return [
+        PrototypeEvidence(
+            index=p,
+            class_idx=prototype_class[p],
+            class_name=names[prototype_class[p]],
+            similarity=float(similarities[p]),
+            weight=float(weight[p]),
+            contribution=float(contributions[p]),
+            heatmap=heatmap,
+            box=high_activation_box(heatmap),
+            source=provenance[p] if provenance is not None else None,
+        )
+        for p, heatmap in zip(top.tolist(), heatmaps)
+    ]
+
+
+@register_explainer(ProtoOutput)
+def _explain_protopnet(
+    model: Any, output: ProtoOutput, images: Tensor, top_k: int, requested: list[int | None]
+) -> list[Explanation]:
+    names = _label_names(model)
+    config = resolve_data_config(model)
+    weight = model.last_layer.weight.detach()  # (K, P)
+    probabilities = output.logits.float().softmax(dim=1).cpu()  # (B, K)
+    predicted = output.logits.argmax(dim=1).tolist()  # (B,)
+    explanations = []
+    for b, image in enumerate(images):
+        c = predicted[b] if requested[b] is None else int(requested[b])
+        evidence = _top_evidence(model, output.similarities[b], output.distance_maps[b], weight[c], top_k,
+                                 tuple(images.shape[-2:]), names)
+        explanations.append(
+            Explanation(
+                predicted=predicted[b],
+                predicted_name=names[predicted[b]],
+                class_idx=c,
+                class_name=names[c],
+                probabilities=probabilities[b],
+                logit=float(output.logits[b, c]),
+                contributions=(output.similarities[b] * weight[c]).cpu(),
+                prototypes=evidence,
+                image=image.detach().cpu(),
+                mean=tuple(config["mean"]),
+                std=tuple(config["std"]),
+            )
+        )
+    return explanations
+
+
+@register_explainer(BRAIxOutput)
+def _explain_braix(
+    model: Any, output: BRAIxOutput, images: Tensor, top_k: int, requested: list[int | None]
+) -> list[Explanation]:
+    """ProtoPNet's explanation of the prototype branch, with the ensemble's prediction and every
+    branch's probabilities: ``logit`` is the prototype branch's logit (what the prototypes add up
+    to), ``probabilities`` / ``predicted`` the ensemble's (``output.logits`` is its log-probability)."""
+    explanations = _explain_protopnet(model, output, images, top_k, requested)
+    branches = {
+        "global": output.global_logits.float().softmax(dim=1).cpu(),  # (B, K)
+        "prototype": output.prototype_logits.float().softmax(dim=1).cpu(),
+        "ensemble": output.probabilities.float().cpu(),
+    }
+    for b, explanation in enumerate(explanations):
+        explanation.kind = "braix"
+        explanation.logit = float(output.prototype_logits[b, explanation.class_idx])
+        explanation.branch_probabilities = {name: p[b] for name, p in branches.items()}
+    return explanations
+
+
+@register_explainer(MultiViewOutput)
+def _explain_multiview(
+    model: Any, output: MultiViewOutput, images: tuple[Tensor | None, ...], top_k: int, requested: list[int | None]
+) -> list[Explanation]:
+    """Breast-level evidence: the view-max similarities' block and the co-occurrence block of the
+    last layer; each top prototype with its heatmap and box in every present view."""
+    names = _label_names(model)
+    config = resolve_data_config(model)
+    weight = model.last_layer.weight.detach()  # (K, P)
+    co_weight = model.cross_view.cooccurrence_layer.weight.detach()  # (K, P)
+    prototype_class = model.prototype_class.tolist()  # (P,)
+    size = tuple(next(x for x in images if x is not None).shape[-2:])
+    probabilities = output.logits.float().softmax(dim=1).cpu()  # (B, K)
+    predicted = output.logits.argmax(dim=1).tolist()  # (B,)
+    explanations = []
+    for b in range(len(predicted)):
+        c = predicted[b] if requested[b] is None else int(requested[b])
+        present = output.views_present[b]  # (2,) bool
+        view_similarities = output.view_similarities[b].masked_fill(~present[:, None], float("-inf"))  # (2, P)
+        fired = view_similarities.argmax(dim=0)  # (P,) the view each prototype's breast-level similarity comes from
+        fired_maps = torch.where(fired[:, None, None] == 0, output.view_distance_maps[b, 0], output.view_distance_maps[b, 1])
+        top = _top_evidence(model, output.similarities[b], fired_maps, weight[c], top_k, size, names)
+        top_maps = output.view_distance_maps[b][:, [ev.index for ev in top]]  # (2, k, h, w)
+        view_heatmaps = upsample_maps(model.head.activation(top_maps), size).cpu()  # (2, k, H, W)
+        shown = [v for v in range(len(model.views)) if present[v]]
+        evidence = [
+            ViewEvidence(
+                **vars(ev),
+                view=model.views[int(fired[ev.index])],
+                view_similarities={model.views[v]: float(output.view_similarities[b, v, ev.index]) for v in shown},
+                view_heatmaps={model.views[v]: view_heatmaps[v, i] for v in shown},
+                view_boxes={model.views[v]: high_activation_box(view_heatmaps[v, i]) for v in shown},
+            )
+            for i, ev in enumerate(top)
+        ]
+        co_contributions = output.cooccurrence[b] * co_weight[c]  # (P,)
+        co_top = co_contributions.topk(min(top_k, co_contributions.numel())).indices.tolist() if present.all() else []
+        view_images = {model.views[v]: images[v][b].detach().cpu() for v in shown}
+        explanations.append(
+            Explanation(
+                predicted=predicted[b],
+                predicted_name=names[predicted[b]],
+                class_idx=c,
+                class_name=names[c],
+                probabilities=probabilities[b],
+                logit=float(output.logits[b, c]),
+                contributions=(output.similarities[b] * weight[c]).cpu(),
+                prototypes=evidence,
+                image=next(iter(view_images.values())),
+                mean=tuple(config["mean"]),
+                std=tuple(config["std"]),
+                kind="multiview",
+                view_images=view_images,
+                cooccurrence_contributions=co_contributions.cpu(),
+                cooccurrence=[
+                    CooccurrenceEvidence(
+                        index=p, class_idx=prototype_class[p], class_name=names[prototype_class[p]],
+                        score=float(output.cooccurrence[b, p]), weight=float(co_weight[c, p]),
+                        contribution=float(co_contributions[p]),
+                    )
+                    for p in co_top
+                ],
+            )
+        )
+    return explanations
+
+
+@register_explainer(LesionOutput)
+def _explain_lesion(
+    model: Any, output: LesionOutput, images: Tensor, top_k: int, requested: list[int | None]
+) -> list[Explanation]:
+    """The diagnosis decomposed over lesions, ``logit_c = sum_l softplus(V)[c, l] sigmoid(lesion_l) + b_c``,
+    and each lesion's own top prototypes by their contribution ``similarity * W[l, p]`` to its logit."""
+    names = _label_names(model)
+    lesion_names = model.lesion_names
+    config = resolve_data_config(model)
+    size = tuple(images.shape[-2:])
+    lesion_weight = model.last_layer.weight.detach()  # (L, P)
+    diagnosis_weight = model.head.diagnosis.weight.detach()  # (K, L), non-negative
+    diagnosis_bias = model.head.diagnosis.bias.detach()  # (K,)
+    own = [(model.prototype_class == l).nonzero().flatten() for l in range(len(lesion_names))]  # L x (M,)
+    lesion_probabilities = output.lesion_logits.sigmoid()  # (B, L)
+    lesion_maps = model.lesion_maps(images).cpu()  # (B, L, H, W)
+    probabilities = output.logits.float().softmax(dim=1).cpu()  # (B, K)
+    predicted = output.logits.argmax(dim=1).tolist()  # (B,)
+    explanations = []
+    for b, image in enumerate(images):
+        c = predicted[b] if requested[b] is None else int(requested[b])
+        contributions = diagnosis_weight[c] * lesion_probabilities[b]  # (L,)
+        lesions = [
+            LesionEvidence(
+                index=l,
+                name=name,
+                probability=float(lesion_probabilities[b, l]),
+                found=float(lesion_probabilities[b, l]) >= LESION_FOUND_PROBABILITY,
+                weight=float(diagnosis_weight[c, l]),
+                contribution=float(contributions[l]),
+                lesion_map=lesion_maps[b, l],
+                prototypes=_top_evidence(model, output.similarities[b], output.distance_maps[b], lesion_weight[l],
+                                         top_k, size, lesion_names, among=own[l]),
+            )
+            for l, name in enumerate(lesion_names)
+        ]
+        found = sorted((ev for lesion in lesions if lesion.found for ev in lesion.prototypes),
+                       key=lambda ev: ev.contribution, reverse=True)
+        explanations.append(
+            Explanation(
+                predicted=predicted[b],
+                predicted_name=names[predicted[b]],
+                class_idx=c,
+                class_name=names[c],
+                probabilities=probabilities[b],
+                logit=float(output.logits[b, c]),
+                contributions=contributions.cpu(),
+                prototypes=found[:top_k],
+                image=image.detach().cpu(),
+                mean=tuple(config["mean"]),
+                std=tuple(config["std"]),
+                kind="lesion",
+                bias=float(diagnosis_bias[c]),
+                lesions=lesions,
+                lesion_maps=lesion_maps[b],
+            )
+        )
+    return explanations

@@ -1,0 +1,169 @@
+"""The prototype gallery: every prototype as the training patch it was pushed from, one row per class.
+
+The push stores where each prototype came from (``model.provenance``) but not the pixels, so the
+images are looked up by ``image_id`` in ``sources``: the dataset the push ran over, with the same
+eval transform (items normalised as the model saw them, so the stored boxes line up), or a mapping
+``image id -> item`` (or ``-> image``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from protozoo.data.transforms import resolve_data_config
+from protozoo.explain import upsample_maps
+from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, crop, draw_box, to_display
+
+__all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id"]
+
+GALLERY_TILE_INCHES = 2.2
+GALLERY_LABEL_INCHES = 0.5  # left margin for the class names
+GALLERY_TITLE_INCHES = 0.7  # room above each tile for its title (up to four lines)
+FONT_SIZE = 9
+
+
+def find_sources(sources: Any, ids: Iterable[str]) -> dict[str, Tensor]:
+    """Fetch the (C, H, W) images of the given ids.
+
+    Args:
+        sources: None, a mapping ``id -> item dict or image``, or a dataset whose items have
+            ``id`` and ``image`` (scanned in order until every id is found).
+        ids: Image ids to find.
+
+    Returns:
+        ``id -> image`` for the ids found.
+    """
+    wanted = {str(i) for i in ids}
+    if sources is None or not wanted:
+        return {}
+    if isinstance(sources, Mapping):
+        return {i: _image(sources[i]) for i in wanted if i in sources}
+    found: dict[str, Tensor] = {}
+    for index in range(len(sources)):
+        item = sources[index]
+        if str(item.get("id")) in wanted:
+            found[str(item["id"])] = _image(item)
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def short_id(image_id: Any, width: int = 30) -> str:
+    """An image id for a title: its last ``width`` characters, with an ellipsis when cut."""
+    text = str(image_id)
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _image(value: Any) -> Tensor:
+    return value["image"] if isinstance(value, Mapping) else value
+
+
+def draw_prototype(
+    ax: Axes,
+    row: dict[str, Any],
+    image: Tensor | None,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    zoom: bool,
+) -> str:
+    """Draw a prototype's source on an axis: its self-activation blended over the source image.
+
+    Args:
+        ax: The axis.
+        row: The prototype's provenance row.
+        image: Its (C, H, W) normalised source image, or None when it could not be found: then
+            the self-similarity map is drawn alone (at the latent resolution, its cell outlined).
+        mean: Normalisation mean of ``image``.
+        std: Normalisation std of ``image``.
+        zoom: Crop around ``high_activation_box`` (with context) instead of the whole image.
+
+    Returns:
+        A note for the title: ``""``, or why the source image is missing.
+    """
+    self_map = torch.tensor(row["self_similarity_map"], dtype=torch.float32)  # (H_f, W_f)
+    if image is None:
+        ax.imshow(self_map.numpy(), cmap=HEATMAP_CMAP, interpolation="bicubic")
+        h, w = row["feature_hw"]
+        draw_box(ax, (w, h, w + 1, h + 1))
+        return "(source image not found:\nsimilarity map only)"
+    display = to_display(image, mean, std)  # (H, W, 3)
+    heat = upsample_maps(self_map, display.shape[:2]).numpy()  # (H, W)
+    blended = blend_heatmap(display, heat)
+    box = row["high_activation_box"]
+    shown, offset = crop(blended, box) if zoom else (blended, (0, 0))
+    ax.imshow(shown, interpolation="lanczos")
+    draw_box(ax, box, offset=offset)
+    return ""
+
+
+def render_gallery(
+    model: Any,
+    sources: Any = None,
+    *,
+    path: str | Path | None = None,
+    zoom: bool = False,
+    classes: Sequence[int] | None = None,
+    dpi: int = 100,
+) -> Figure:
+    """Every prototype of a pushed model, grouped by class (one row per class).
+
+    Each tile is the prototype's source image (or, with ``zoom``, a crop around its
+    ``high_activation_box``) with its self-activation blended over the anatomy and the top-5% box
+    outlined; its title gives the prototype index, class and source image id.
+
+    Args:
+        model: A model with ``provenance`` (after :func:`protozoo.push.push_prototypes`).
+        sources: Where to fetch the source images (see :func:`find_sources`).
+        path: Save the figure here as PNG as well.
+        zoom: Show crops around the boxes instead of whole images with the box drawn.
+        classes: Only these classes' rows (a large model's full gallery is too big for one image).
+        dpi: Resolution of the saved PNG.
+
+    Returns:
+        The figure: one axis per prototype shown.
+
+    Raises:
+        ValueError: The model has not been pushed, so its prototypes are no image patches.
+    """
+    if model.provenance is None:
+        raise ValueError(
+            "the model has no prototype provenance: push it first (protozoo.push.push_prototypes) "
+            "so that every prototype is a training patch that can be shown"
+        )
+    config = resolve_data_config(model)
+    names = list(model.pretrained_cfg.label_names or [str(k) for k in range(model.num_classes)])
+    prototype_class = model.prototype_class.tolist()
+    rows = list(range(model.num_classes)) if classes is None else list(classes)
+    members = {c: [p for p, pc in enumerate(prototype_class) if pc == c] for c in rows}
+    columns = max(len(m) for m in members.values())
+    images = find_sources(sources, {model.provenance[p]["image_id"] for m in members.values() for p in m})
+
+    tile_h = GALLERY_TILE_INCHES + GALLERY_TITLE_INCHES
+    width, height = GALLERY_LABEL_INCHES + columns * GALLERY_TILE_INCHES, len(rows) * tile_h
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    grid = fig.add_gridspec(
+        len(rows), columns, left=GALLERY_LABEL_INCHES / width, right=0.99, bottom=0.01,
+        top=1 - GALLERY_TITLE_INCHES / height, wspace=0.05, hspace=GALLERY_TITLE_INCHES / GALLERY_TILE_INCHES,
+    )
+    for r, c in enumerate(rows):
+        for col, p in enumerate(members[c]):
+            ax = fig.add_subplot(grid[r, col])
+            row = model.provenance[p]
+            note = draw_prototype(ax, row, images.get(str(row["image_id"])), mean=config["mean"], std=config["std"], zoom=zoom)
+            title = f"p{p} · {names[c]}\n{short_id(row['image_id'])}" + (f"\n{note}" if note else "")
+            ax.set_title(title, fontsize=FONT_SIZE)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(names[c], fontsize=FONT_SIZE + 2, fontweight="bold")
+    if path is not None:
+        fig.savefig(path, dpi=dpi)
+    return fig
