@@ -9,21 +9,27 @@
 
 from protozoo import models  # noqa: F401  (registers the entrypoints)
 from protozoo.builder import create_model
+from protozoo.explain import Explanation, explain
 from protozoo.hub import UntrainedWarning, load
 from protozoo.outputs import ProtoOutput
+from protozoo.push import PushResult, push_prototypes
 from protozoo.pretrained import PretrainedCfg
 from protozoo.registry import is_model, list_aliases, list_models, register_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Explanation",
     "ProtoOutput",
+    "PushResult",
     "PretrainedCfg",
     "UntrainedWarning",
     "create_model",
+    "explain",
     "is_model",
     "list_aliases",
     "list_models",
     "load",
+    "push_prototypes",
     "register_model",
 ]

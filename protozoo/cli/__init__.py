@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protozoo.cli import info, list_cmd
+from protozoo.cli import demo, evaluate, explain, info, list_cmd, train
 
-SUBCOMMANDS = {"list": list_cmd, "info": info}
+SUBCOMMANDS = {"list": list_cmd, "info": info, "train": train, "evaluate": evaluate, "explain": explain, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
