@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve(args.name)
     model = create_model(cfg.architecture)
     config = model.config
+    inputs = model.pretrained_cfg  # the registry's config adapted to the model's channels
     counts = model.count_parameters()
     rows = [
         ("name", cfg.name + (f"  (alias {args.name})" if args.name != cfg.name else "")),
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         ("head", f"{config.add_on} add-on -> {model.num_prototypes} prototypes of depth {config.prototype_dim} "
                  f"({config.prototypes_per_class} per class x {model.num_classes} classes), {config.similarity} similarity"),
         ("parameters", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())),
-        ("input", f"{cfg.input_size} mean {cfg.mean} std {cfg.std} ({cfg.interpolation})"),
+        ("input", f"{inputs.input_size} mean {inputs.mean} std {inputs.std} ({inputs.interpolation})"),
         ("trained weights", _weights(cfg)),
         ("backbone weights", ", ".join(available_sources(config.backbone)) or "none offline (pretrained_backbone=True will fail)"),
         ("paper", cfg.paper or "-"),
