@@ -116,3 +116,14 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert len(model.provenance) == model.num_prototypes == 12
     history = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in history] == ["train"] * 3 + ["push"] + ["train"] * 2
+
+
+def test_finetune_example_smoke(tmp_path):
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "examples/finetune.py", "--smoke", "--out", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "classes: ['bar', 'disc']" in done.stdout
+    model = protozoo.load(str(tmp_path / "model"))
+    assert model.pretrained_cfg.label_names == ("bar", "disc")
+    assert {row["image_id"].split("/")[0] for row in model.provenance} <= {"bar", "disc"}

@@ -1,22 +1,22 @@
-"""Post-hoc saliency baselines (Grad-CAM via captum) as (B, H, W) maps for
-:func:`~protozoo.evaluate.localization_from_maps`.
+"""Post-hoc saliency baselines (Grad-CAM, Grad-CAM++, Score-CAM through the ``grad-cam`` package) as
+(B, H, W) maps for :func:`~protozoo.evaluate.localization_from_maps`.
 
 Works for plain timm classifiers (target layer found from ``feature_info``) and for any
 ``nn.Module`` given a target layer; a module returning an object with ``.logits`` (a protozoo
-model) is read through its logits.
+model, e.g. the global branch of BRAIxProtoPNet++ through its ensemble logits) is read through its
+logits. Maps are the package's: ReLU'd, min-max scaled to [0, 1] per image, resized to the input.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from protozoo.evaluate._parts import iterate_batches, model_device
 from protozoo.evaluate.localization import CLASS_SOURCES, LocalizationResult, _summarise, per_image_localization
 
-METHODS = ("gradcam",)
+METHODS = ("gradcam", "gradcam++", "scorecam")
 
 
 def default_target_layer(model: nn.Module) -> nn.Module:
@@ -32,46 +32,65 @@ def default_target_layer(model: nn.Module) -> nn.Module:
     return model.get_submodule(info[-1]["module"])
 
 
-def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    output = model(x)
-    return output.logits if hasattr(output, "logits") else output
+class _Logits(nn.Module):
+    """A model seen through its logits (protozoo models return an output dataclass)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        output = self.model(x)
+        return output.logits if hasattr(output, "logits") else output
 
 
-def gradcam(
-    model: nn.Module, images: Tensor, *, target_layer: nn.Module | None = None, targets: Tensor | None = None
+def posthoc_maps(
+    model: nn.Module,
+    images: Tensor,
+    method: str = "gradcam",
+    *,
+    target_layer: nn.Module | None = None,
+    targets: Tensor | None = None,
+    batch_size: int = 32,
 ) -> Tensor:
-    """Grad-CAM (Selvaraju et al. 2017) through captum's ``LayerGradCam``.
+    """(B, H, W) saliency maps of ``method`` for the given (or predicted) classes.
 
     Args:
         model: A classifier returning logits (or an object with ``.logits``).
         images: (B, C, H, W) normalised images.
-        target_layer: The layer whose activations are weighted; None uses
-            :func:`default_target_layer`.
+        method: ``"gradcam"`` (Selvaraju et al. 2017), ``"gradcam++"`` (Chattopadhay et al. 2018) or
+            ``"scorecam"`` (Wang et al. 2020).
+        target_layer: The layer whose activations are weighted; None uses :func:`default_target_layer`.
         targets: (B,) class to explain per image; None explains the predicted class.
+        batch_size: Masked images per forward pass of Score-CAM.
 
     Returns:
-        (B, H, W) ReLU'd Grad-CAM maps, bilinearly upsampled to the image size.
+        (B, H, W) maps in [0, 1].
     """
     try:
-        from captum.attr import LayerGradCam
+        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("post-hoc maps need captum: pip install captum") from err
+        raise ImportError("post-hoc maps need the grad-cam package: pip install 'protozoo[posthoc]'") from err
+    methods = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
+    if method not in methods:
+        raise ValueError(f"unknown post-hoc method {method!r}; available: {', '.join(METHODS)}")
     layer = target_layer if target_layer is not None else default_target_layer(model)
+    wrapped = _Logits(model)
     if targets is None:
         with torch.no_grad():
-            targets = _logits(model, images).argmax(dim=1)  # (B,)
+            targets = wrapped(images).argmax(dim=1)  # (B,)
+    cam = methods[method](model=wrapped, target_layers=[layer])
+    if method == "scorecam":
+        cam.batch_size = batch_size
     with torch.enable_grad():
-        cam = LayerGradCam(lambda x: _logits(model, x), layer).attribute(
-            images, target=targets.tolist(), relu_attributions=True
-        )  # (B, 1, h, w)
-    return F.interpolate(cam.detach(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets])  # (B, H, W)
+    return torch.from_numpy(maps).float()
 
 
-def posthoc_maps(model: nn.Module, images: Tensor, method: str = "gradcam", **options) -> Tensor:
-    """(B, H, W) saliency maps by ``method`` (one of :data:`METHODS`); options go to the method."""
-    if method != "gradcam":
-        raise ValueError(f"unknown post-hoc method {method!r}; available: {METHODS}")
-    return gradcam(model, images, **options)
+def gradcam(model: nn.Module, images: Tensor, **options) -> Tensor:
+    """Grad-CAM maps; see :func:`posthoc_maps`."""
+    return posthoc_maps(model, images, "gradcam", **options)
 
 
 def posthoc_localization(
