@@ -16,6 +16,10 @@ from protozoo.push import PushResult, push_prototypes
 from protozoo.pretrained import PretrainedCfg
 from protozoo.registry import is_model, list_aliases, list_models, register_model
 
+from protozoo.zoo import register_weights
+
+register_weights()  # weights/<arch>.<tag>/ folders become trained models (protozoo list --pretrained)
+
 __version__ = "0.1.0"
 
 __all__ = [

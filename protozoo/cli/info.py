@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from protozoo.backbone_weights import available_sources
 from protozoo.builder import create_model
+from protozoo.hub import CONFIG_NAME, weights_root
 from protozoo.registry import resolve
+from protozoo.zoo import model_card
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -16,7 +19,7 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args.name)
-    model = create_model(cfg.architecture)
+    model = create_model(cfg.architecture, **trained_args(cfg))
     config = model.config
     inputs = model.pretrained_cfg  # the registry's config adapted to the model's channels
     counts = model.count_parameters()
@@ -41,7 +44,18 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    card = model_card(cfg.name)
+    if card:
+        print("\n" + card)
     return 0
+
+
+def trained_args(cfg) -> dict:
+    """The architecture arguments trained weights were saved with (none for an untrained name)."""
+    if not cfg.weights_dir:
+        return {}
+    config = weights_root() / cfg.weights_dir / CONFIG_NAME
+    return json.loads(config.read_text())["model_args"] if config.is_file() else {}
 
 
 def _weights(cfg) -> str:

@@ -1,0 +1,65 @@
+"""The zoo's trained models: each loads offline and reproduces its stored golden outputs.
+
+Parametrized over ``protozoo.list_models(pretrained=True)`` (every ``weights/<arch>.<tag>/``), so a
+refactor that changes any shipped model's outputs is caught, as timm's golden tests do.
+"""
+
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import protozoo
+from protozoo.hub import weights_root
+from protozoo.registry import resolve
+from protozoo.zoo import CARD_NAME, GOLDEN_NAME, model_card, register_weights
+
+TRAINED = protozoo.list_models(pretrained=True)
+
+
+def golden_inputs(golden: dict) -> tuple:
+    if "input/image" in golden:
+        return (golden["input/image"],)
+    return golden["input/cc"], golden["input/mlo"]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_shipped_model_reproduces_its_golden_outputs(name):
+    folder = weights_root() / resolve(name).weights_dir
+    for file in ("config.json", "model.safetensors", "prototypes.json", "recipe.json", CARD_NAME, GOLDEN_NAME):
+        assert (folder / file).is_file(), file
+    assert (folder / "model.safetensors").stat().st_size <= 25 * 2**20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a trained model loads without any "untrained" warning
+        model = protozoo.load(name)
+    golden = load_file(str(folder / GOLDEN_NAME))
+    with torch.no_grad():
+        out = model(*golden_inputs(golden))
+    torch.testing.assert_close(out.logits, golden["logits"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.min_distances, golden["min_distances"], atol=1e-4, rtol=1e-4)
+    assert len(model.provenance) == model.num_prototypes
+    assert model.pretrained_cfg.label_names and len(model.pretrained_cfg.label_names) == model.num_classes
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_model_card_says_what_it_was_trained_on(name):
+    card = model_card(name)
+    assert card is not None and name in card
+    assert "not a clinical model" in card and "## Test metrics" in card and "test accuracy" in card
+    assert f"python examples/build_zoo_model.py {name}" in card
+
+
+def test_weights_folders_register_as_tags(tmp_path):
+    model = protozoo.create_model("protopnet_resnet18", num_classes=2, prototypes_per_class=1)
+    model.save_pretrained(tmp_path / "protopnet_resnet18.unit_test")
+    model.save_pretrained(tmp_path / "not_a_model.tag")  # unknown architectures are skipped
+    from protozoo import registry
+
+    saved = {arch: dict(cfgs) for arch, cfgs in registry._pretrained.items()}
+    try:
+        assert register_weights(tmp_path) == ["protopnet_resnet18.unit_test"]
+        assert resolve("protopnet_resnet18.unit_test").weights_dir == "protopnet_resnet18.unit_test"
+    finally:
+        registry._pretrained.clear()
+        registry._pretrained.update(saved)
