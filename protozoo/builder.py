@@ -42,11 +42,15 @@ def create_model(
                 + (f"; trained tags: {', '.join(trained)}" if trained else "")
                 + "; use pretrained=False (optionally with pretrained_backbone=True)"
             )
-        from protozoo.hub import load_pretrained, locate_weights
+        from protozoo.hub import load_registered
 
-        return load_pretrained(locate_weights(cfg), **overrides).train()
+        return load_registered(cfg, **overrides).train()
     model = registry.get_entrypoint(cfg.architecture)(**overrides)
-    model.pretrained_cfg = adapt_channels(cfg, model.config.in_chans)
+    # Without pretrained weights the model carries no weight pointer: the named tag's input
+    # settings when a tag was named, else the architecture's defaults.
+    named_tag = registry.split_model_name(registry.list_aliases().get(name, name))[1]
+    base = cfg.replace(weights_dir=None, hf_hub_id=None, file=None) if named_tag else registry.default_cfg(cfg.architecture)
+    model.pretrained_cfg = adapt_channels(base, model.config.in_chans)
     if pretrained_backbone or backbone_weights is not None:
         from protozoo.backbone_weights import load_backbone_weights
 

@@ -110,6 +110,15 @@ def locate_weights(cfg: PretrainedCfg) -> Path:
     return hub_snapshot(cfg.hf_hub_id)
 
 
+def load_registered(cfg: PretrainedCfg, **overrides: Any) -> ProtoModel:
+    """Load the trained weights a registered configuration points at; the model keeps that pointer."""
+    model = load_pretrained(locate_weights(cfg), **overrides)
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        architecture=cfg.architecture, tag=cfg.tag, weights_dir=cfg.weights_dir, hf_hub_id=cfg.hf_hub_id, file=cfg.file
+    )
+    return model
+
+
 def hub_snapshot(repo: str, cache_dir: str | Path | None = None) -> Path:
     """The local snapshot folder of a Hub repo (``org/repo[@revision]``), from the cache when offline."""
     from huggingface_hub import snapshot_download
@@ -148,7 +157,7 @@ def load(name: str, *, cache_dir: str | Path | None = None, **overrides: Any) ->
         raise FileNotFoundError(f"{name!r} is neither a model folder nor a registered model name")
     cfg = registry.resolve(name)
     if cfg.has_weights:
-        return load_pretrained(locate_weights(cfg), **overrides)
+        return load_registered(cfg, **overrides)
     return _load_untrained(name, cfg, overrides)
 
 

@@ -132,6 +132,13 @@ def resolve(name: str) -> PretrainedCfg:
     return trained[0] if trained else cfgs[""]
 
 
+def default_cfg(arch: str) -> PretrainedCfg:
+    """The untrained configuration of ``arch`` (tag ``""``): its input size and normalisation."""
+    if arch not in _entrypoints:
+        raise ValueError(_unknown_message(arch))
+    return _pretrained[arch][""]
+
+
 def get_entrypoint(arch: str) -> Callable:
     if arch not in _entrypoints:
         raise ValueError(_unknown_message(arch))
