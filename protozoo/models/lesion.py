@@ -65,17 +65,11 @@ class LesionProtoPNet(ProtoPNet):
         if not names or len(set(names)) != len(names):
             raise ValueError(f"lesion_names must be a non-empty list of distinct names, got {names}")
         super().__init__(config)
-        self.head = LesionHead(  # replaces ProtoPNet's head: the prototype classes are the lesions
-            num_lesions=len(names),
-            num_classes=config.num_classes,
-            in_channels=self.backbone.out_channels,
-            prototypes_per_class=config.prototypes_per_class,
-            prototype_dim=config.prototype_dim,
-            add_on=config.add_on,
-            similarity=config.similarity,
-            temperature=config.temperature,
-            incorrect_class_connection=config.incorrect_class_connection,
-        )
+
+    def build_head(self, config: LesionConfig) -> LesionHead:
+        """ProtoPNet's head with the lesion types as its prototype classes, plus the diagnosis layer."""
+        return LesionHead(num_lesions=len(config.lesion_names), num_classes=config.num_classes,
+                          **self.head_arguments(config))
 
     @property
     def lesion_names(self) -> list[str]:

@@ -67,9 +67,12 @@ class ProtoPNet(ProtoModel):
         self.backbone = Backbone(
             config.backbone, in_chans=config.in_chans, stage=config.feature_stage, **config.backbone_kwargs
         )
-        self.head = ProtoPNetHead(
+        self.head = self.build_head(config)
+
+    def head_arguments(self, config: ProtoPNetConfig) -> dict[str, Any]:
+        """The :class:`ProtoPNetHead` arguments every family shares (all but the classes)."""
+        return dict(
             in_channels=self.backbone.out_channels,
-            num_classes=config.num_classes,
             prototypes_per_class=config.prototypes_per_class,
             prototype_dim=config.prototype_dim,
             add_on=config.add_on,
@@ -77,6 +80,10 @@ class ProtoPNet(ProtoModel):
             temperature=config.temperature,
             incorrect_class_connection=config.incorrect_class_connection,
         )
+
+    def build_head(self, config: ProtoPNetConfig) -> ProtoPNetHead:
+        """The prototype head on this backbone; families with another head override this."""
+        return ProtoPNetHead(num_classes=config.num_classes, **self.head_arguments(config))
 
     @property
     def prototypes(self) -> Tensor:
