@@ -48,7 +48,7 @@ SPECS = {
         data="synthetic-mammo", data_options=EASY_MAMMO, image_size=96, samples=768, epochs=5, metrics=(),
         summary="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px)"),
     "protopnet_efficientnet_lite0.fmnist": dict(
-        data="fashion-mnist", data_options={}, image_size=32, samples=None, epochs=2, metrics=(),
+        data="fashion-mnist", data_options={}, image_size=32, samples=None, epochs=2, last_layer_epochs=1, metrics=(),
         head={"feature_stage": 2}, training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)",
         summary="ProtoPNet on Fashion-MNIST (10 classes of real 28x28 clothing photos, upsampled to 32 px)"),
 }
@@ -62,7 +62,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
                       pretrained_backbone=True, seed=seed, data_options=spec["data_options"],
                       **(HEAD | spec.get("head", {})))
     recipe = Recipe(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
-                    last_layer_epochs=2, batch_size=32, lr=LR, global_epochs=spec.get("global_epochs", 0),
+                    last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR, global_epochs=spec.get("global_epochs", 0),
                     unique_source=spec.get("unique_source", "none"), seed=seed)
     multiview = "multiview" in arch
     fit(run.model, run.train, recipe=recipe, push_data=FlattenViews(run.push) if multiview else run.push,
