@@ -14,10 +14,19 @@ def test_list_pretrained_empty_says_so(capsys):
 
 
 def test_info(capsys):
-    assert main(["info", "protopnet_efficientnet_lite0"]) == 0
+    assert main(["info", "protopnet_resnet34"]) == 0
     out = capsys.readouterr().out
-    assert "tf_efficientnet_lite0" in out and "2000 prototypes" in out and "parameters" in out
-    assert "(3, 224, 224)" in out and "Chen et al." in out
+    assert "resnet34 (timm)" in out and "2000 prototypes" in out and "parameters" in out
+    assert "(3, 224, 224)" in out and "Chen et al." in out and "none yet (head untrained)" in out
+
+
+def test_info_of_a_trained_model_shows_its_card(capsys):
+    assert main(["info", "braix-protopnet++"]) == 0
+    out = capsys.readouterr().out
+    assert "braix_protopnet_pp_efficientnet_lite0.synth_mammo  (alias braix-protopnet++)" in out
+    assert "(1, 96, 96)" in out and "9 prototypes" in out  # the trained architecture, not the defaults
+    assert "weights/braix_protopnet_pp_efficientnet_lite0.synth_mammo" in out
+    assert "## Test metrics" in out and "not a clinical model" in out
 
 
 def test_info_unknown_name(capsys):

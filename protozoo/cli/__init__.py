@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return SUBCOMMANDS[args.command].run(args) or 0
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError) as err:
         print(f"protozoo {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import json
 from protozoo.backbone_weights import available_sources
 from protozoo.builder import create_model
 from protozoo.hub import CONFIG_NAME, weights_root
-from protozoo.registry import resolve
+from protozoo.registry import list_aliases, resolve
 from protozoo.zoo import model_card
 
 
@@ -21,10 +21,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve(args.name)
     model = create_model(cfg.architecture, **trained_args(cfg))
     config = model.config
-    inputs = model.pretrained_cfg  # the registry's config adapted to the model's channels
+    inputs = cfg if cfg.has_weights else model.pretrained_cfg  # trained: its own inputs; else adapted defaults
     counts = model.count_parameters()
     rows = [
-        ("name", cfg.name + (f"  (alias {args.name})" if args.name != cfg.name else "")),
+        ("name", cfg.name + _how_named(args.name, cfg.name)),
         ("family", type(model).__name__),
         ("backbone", f"{config.backbone} (timm), stage {config.feature_stage}, {model.backbone.out_channels} "
                      f"channels, stride {model.backbone.reduction}"),
@@ -50,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _how_named(asked: str, name: str) -> str:
+    if asked == name:
+        return ""
+    if asked in list_aliases():
+        return f"  (alias {asked})"
+    return f"  (the default weights of {asked})"
+
+
 def trained_args(cfg) -> dict:
     """The architecture arguments trained weights were saved with (none for an untrained name)."""
     if not cfg.weights_dir:
@@ -61,4 +69,6 @@ def trained_args(cfg) -> dict:
 def _weights(cfg) -> str:
     if not cfg.has_weights:
         return "none yet (head untrained)"
-    return ", ".join(f"{k}={v}" for k, v in (("weights/", cfg.weights_dir), ("hf-hub", cfg.hf_hub_id), ("file", cfg.file)) if v)
+    where = [f"weights/{cfg.weights_dir}" if cfg.weights_dir else "", f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else "",
+             cfg.file or ""]
+    return ", ".join(w for w in where if w)
