@@ -12,8 +12,7 @@ import argparse
 from pathlib import Path
 
 import protozoo
-from protozoo.cli.explain import read_image
-from protozoo.data import build_transforms, load_dataset, resolve_data_config
+from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explain import explain
 from protozoo.viz import render_panel
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from protozoo.data import build_transforms, load_dataset, read_dicom, resolve_data_config
+from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explain import explain
 from protozoo.hub import load
 from protozoo.viz.gallery import render_gallery
@@ -29,26 +25,6 @@ def add_parser(subparsers, name: str) -> None:
         help="dataset the model was pushed on (load_dataset spec, e.g. synthetic-mammo), to show prototype sources",
     )
     parser.add_argument("--sources-split", default="train", help="split of --sources (default train)")
-
-
-def read_image(path: str | Path) -> torch.Tensor:
-    """A (C, H, W) float tensor in [0, 1]: DICOM through :func:`read_dicom`, else through PIL.
-
-    PIL grayscale (8- or 16-bit) gives one channel, anything else RGB.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {str(path)!r} not found")
-    if path.suffix.lower() == ".dcm":
-        return read_dicom(path)
-    with Image.open(path) as image:
-        if image.mode in ("I", "I;16", "I;16B", "I;16L"):
-            pixels = np.asarray(image, dtype=np.float32)
-            return torch.from_numpy(pixels / max(float(pixels.max()), 1.0))[None]  # (1, H, W)
-        image = image if image.mode in ("L", "RGB") else image.convert("RGB")
-        pixels = np.asarray(image, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(pixels)
-    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)  # (C, H, W)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from protozoo.data.cbis_ddsm import CBISDDSM
 from protozoo.data.cub import CUB200
 from protozoo.data.dicom import read_dicom
 from protozoo.data.fashion_mnist import FashionMNIST
-from protozoo.data.folder import CorruptFileError, DatasetLayoutError, ImageFolder
+from protozoo.data.folder import CorruptFileError, DatasetLayoutError, ImageFolder, read_image
 from protozoo.data.specs import list_dataset_schemes, load_dataset, parse_spec
 from protozoo.data.transforms import AffineAug, build_transforms, resolve_data_config
 from protozoo.data.vindr import VinDrMammo
@@ -31,5 +31,6 @@ __all__ = [
     "load_dataset",
     "parse_spec",
     "read_dicom",
+    "read_image",
     "resolve_data_config",
 ]

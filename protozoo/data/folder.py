@@ -117,7 +117,7 @@ def official_split(key: str, *, split: str, official: str, seed: int, val_fracti
     return carved == split
 
 
-def read_image(path: Path) -> torch.Tensor:
+def read_image(path: str | Path) -> torch.Tensor:
     """Reads an image file as a float32 tensor in [0, 1].
 
     Grayscale files (PIL modes ``1``, ``L``, ``I;16``, ``I``, ``F``) give one channel, everything
@@ -131,8 +131,12 @@ def read_image(path: Path) -> torch.Tensor:
         (C, H, W) float32 tensor.
 
     Raises:
+        FileNotFoundError: The file does not exist.
         CorruptFileError: The file cannot be decoded.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {str(path)!r} not found")
     if path.suffix.lower() in (".dcm", ".dicom"):
         from protozoo.data.dicom import read_dicom
 

@@ -331,3 +331,10 @@ def test_amd_misfiled_image_and_missing_masks(tmp_path: Path) -> None:
         AMDFundus(tmp_path)
     with pytest.raises(DatasetLayoutError, match=r"Validation400/Lesion_Masks; expected layout"):
         AMDFundus(tmp_path, "val")
+
+
+def test_read_image_names_a_missing_file(tmp_path):
+    from protozoo.data import read_image
+
+    with pytest.raises(FileNotFoundError, match="absent.png.*not found"):
+        read_image(tmp_path / "absent.png")
