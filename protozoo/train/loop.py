@@ -217,22 +217,8 @@ def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, p
     """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks)."""
     model.train()
     freeze_frozen_norms(model)
-    sums: dict[str, float] = {}
-    correct = seen = 0
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        batch = to_device(batch, device)
-        output = task.forward(wrapped, batch)
-        loss, terms = task.loss(model, output, batch, recipe.loss, phase)
-        labels = task.targets(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = len(labels)
-        for key, value in (terms | {"loss": loss.item()}).items():
-            sums[key] = sums.get(key, 0.0) + value * n
-        correct += (output.logits.argmax(dim=1) == labels).sum().item()
-        seen += n
-    return _reduce(sums, correct, seen, ctx)
+    batches = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    return _pass(model, wrapped, batches, recipe, task, phase, device, ctx, optimizer=optimizer)
 
 
 @torch.no_grad()
@@ -240,19 +226,30 @@ def evaluate_loss(model, loader, recipe: Recipe, task: Task, phase: str, device,
     """Mean loss terms and accuracy of a model on a loader, in eval mode."""
     was_training = model.training
     model.eval()
+    metrics = _pass(model, model, loader, recipe, task, phase, device, ctx)
+    model.train(was_training)
+    return metrics
+
+
+def _pass(model, wrapped, batches, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext, *,
+          optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+    """Run ``wrapped`` over the batches, stepping ``optimizer`` when given; mean terms and accuracy."""
     sums: dict[str, float] = {}
     correct = seen = 0
-    for batch in loader:
+    for batch in batches:
         batch = to_device(batch, device)
-        output = task.forward(model, batch)
+        output = task.forward(wrapped, batch)
         loss, terms = task.loss(model, output, batch, recipe.loss, phase)
         labels = task.targets(batch)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         n = len(labels)
         for key, value in (terms | {"loss": loss.item()}).items():
             sums[key] = sums.get(key, 0.0) + value * n
         correct += (output.logits.argmax(dim=1) == labels).sum().item()
         seen += n
-    model.train(was_training)
     return _reduce(sums, correct, seen, ctx)
 
 
