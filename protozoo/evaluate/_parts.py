@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -166,16 +165,30 @@ def bicubic_matrix(size_in: int, size_out: int) -> Tensor:
 def upsample_bicubic(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """(N, h, w) -> (N, H, W) bicubic upsampling as two matmuls.
 
-    Bicubic resampling is separable, so ``Wy @ map @ Wx.T`` equals ``F.interpolate(...,
+    Bicubic resampling is separable, so ``Wy @ (map @ Wx.T)`` equals ``F.interpolate(...,
     mode="bicubic", align_corners=False)`` up to float rounding, at a fraction of its CPU cost.
     """
+    rows, cols = _bicubic_pair(maps, size)
+    return rows @ (maps.float() @ cols.T)  # (H, h) @ (N, h, W)
+
+
+def _bicubic_pair(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The (H, h) row and (W, w) column resampling matrices of :func:`upsample_bicubic`."""
     rows = bicubic_matrix(maps.shape[-2], size[0]).to(maps.device)  # (H, h)
     cols = bicubic_matrix(maps.shape[-1], size[1]).to(maps.device)  # (W, w)
-    return torch.einsum("Hh,nhw,Ww->nHW", rows, maps.float(), cols)
+    return rows, cols
+
+
+PEAK_CHUNK_PIXELS = 2**22  # upsampled pixels per chunk on the CPU (16 MB); few chunks: each op has a fixed cost
 
 
 def peak_positions(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """Peak of each map after bicubic upsampling to the input size.
+
+    The same values as :func:`upsample_bicubic` (column pass on all maps, then the row pass);
+    on the CPU the row pass and the argmax go ``PEAK_CHUNK_PIXELS`` at a time, so the memory is
+    one 16 MB chunk rather than an (N, H, W) tensor (64 MB for 320 maps at 224 px), and it runs
+    up to ~1.5x faster.
 
     Args:
         maps: (N, h, w) similarity maps.
@@ -184,7 +197,10 @@ def peak_positions(maps: Tensor, size: tuple[int, int]) -> Tensor:
     Returns:
         (N, 2) long pixel (x, y) of the first maximum in row-major order.
     """
-    flat = rearrange(upsample_bicubic(maps, size), "n h w -> n (h w)").argmax(dim=1)  # (N,)
+    rows, cols = _bicubic_pair(maps, size)
+    half = maps.float() @ cols.T  # (N, h, W)
+    chunk = max(1, len(half) if half.is_cuda else PEAK_CHUNK_PIXELS // (size[0] * size[1]))
+    flat = torch.cat([(rows @ part).flatten(1).argmax(dim=1) for part in half.split(chunk)])  # (N,)
     width = size[1]
     return torch.stack([flat % width, flat // width], dim=1)  # (N, 2)
 
