@@ -1,6 +1,7 @@
 """The lesion-linked AMD head: lesion prototypes, a diagnosis from the lesion logits only, lesion
 maps, the lesion-label check, its loss and training on synthetic-fundus."""
 
+import math
 import re
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import protozoo
 from protozoo.data.collate import collate_items
 from protozoo.data.synthetic import FUNDUS_LESIONS, SyntheticFundus
-from protozoo.train import Recipe, fit
+from protozoo.train import PHASES, Recipe, fit
 from protozoo.train.losses import LossWeights
 from protozoo.train.losses_lesion import multilabel_cluster_cost, multilabel_separation_cost
 from protozoo.train.tasks import task_for
@@ -78,8 +79,9 @@ def test_wrong_width_lesion_labels_name_the_expected_lesions(model, images):
 def test_multilabel_cluster_and_separation_equal_loops():
     distances = torch.rand(4, 3)
     present = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.bool)
-    cluster = [distances[b][present[b]].mean() for b in range(4) if present[b].any()]
-    separation = [distances[b][~present[b]].min() for b in range(4) if (~present[b]).any()]
+    pairs = [(b, lesion) for b in range(4) for lesion in range(3)]
+    cluster = [distances[b, lesion] for b, lesion in pairs if present[b, lesion]]
+    separation = [distances[b, lesion] for b, lesion in pairs if not present[b, lesion]]
     torch.testing.assert_close(multilabel_cluster_cost(distances, present), torch.stack(cluster).mean())
     torch.testing.assert_close(multilabel_separation_cost(distances, present), torch.stack(separation).mean())
 
@@ -95,9 +97,10 @@ def test_task_loss_terms_and_parameter_groups():
     loss.backward()
     assert model.head.lesion_bias.grad is not None and model.head.diagnosis.raw_weight.grad is not None
     groups = model.parameter_groups()
-    add_on = {id(p) for p in groups["add_on"]}
-    assert id(model.head.lesion_bias) in add_on and id(model.head.diagnosis.raw_weight) in add_on
+    readout = {id(p) for p in groups["readout"]}  # trains in every phase
+    assert {id(model.head.lesion_bias), id(model.head.diagnosis.raw_weight), id(model.last_layer.weight)} <= readout
     assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
+    assert all("readout" in PHASES[phase].trainable for phase in ("warm", "joint", "last_layer"))
     assert task.push_label_key == "lesions"  # lesion prototypes are pushed by the multi-hot lesion labels
 
 
@@ -139,3 +142,14 @@ def test_push_puts_each_lesion_prototype_on_an_image_with_that_lesion():
 def test_longer_fit_learns_the_lesions():
     history = _fit(epochs=10, samples=128, batch_size=8)
     assert history[-1]["val_lesion"] < history[0]["val_lesion"] - 0.1
+
+
+def test_lesions_start_absent_at_their_prior_and_features_are_standardised():
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", lesion_prior=0.2, **TINY)
+    torch.testing.assert_close(model.head.lesion_bias, torch.full((5,), math.log(0.2 / 0.8)))
+    assert isinstance(model.head.add_on[0], torch.nn.BatchNorm2d)  # add_on_norm is the lesion default
+    plain = protozoo.create_model("protopnet_resnet18", **TINY)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.head.add_on)  # ProtoPNet: the paper's add-on
+    with pytest.raises(ValueError, match="lesion_prior must lie strictly between 0 and 1"):
+        protozoo.create_model("protopnet_lesion_resnet18", lesion_prior=1.0, **TINY)

@@ -7,7 +7,7 @@ from torch import nn
 ADD_ON_TYPES = ("bottleneck", "regular")
 
 
-def make_add_on(kind: str, in_channels: int, prototype_dim: int) -> nn.Sequential:
+def make_add_on(kind: str, in_channels: int, prototype_dim: int, *, norm: bool = False) -> nn.Sequential:
     """Build ProtoPNet's add-on layers, 1x1 convolutions that end in a sigmoid.
 
     Args:
@@ -15,6 +15,11 @@ def make_add_on(kind: str, in_channels: int, prototype_dim: int) -> nn.Sequentia
             convs that halve the channels down to D, ReLU between, a sigmoid after the last.
         in_channels: Backbone channels C.
         prototype_dim: Latent depth D (the prototypes' depth).
+        norm: Standardise the backbone features first (a BatchNorm over the C channels). timm's
+            intermediate stages are pre-activation maps of arbitrary scale (std ~6 at
+            efficientnet_lite0's stride-16 stage), which saturate the final sigmoid at 0 / 1 so
+            that little gradient reaches the backbone; the reference code read final,
+            post-ReLU layers of moderate scale and needed no such layer.
 
     Returns:
         The layers, Kaiming-initialised (fan-out, ReLU) with zero biases, as in the reference code.
@@ -36,6 +41,8 @@ def make_add_on(kind: str, in_channels: int, prototype_dim: int) -> nn.Sequentia
             channels = out
     else:
         raise ValueError(f"unknown add-on {kind!r}; choose one of {', '.join(ADD_ON_TYPES)}")
+    if norm:
+        layers.insert(0, nn.BatchNorm2d(in_channels))
     add_on = nn.Sequential(*layers)
     for module in add_on.modules():
         if isinstance(module, nn.Conv2d):

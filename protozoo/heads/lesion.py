@@ -7,6 +7,8 @@ linear layer -> diagnosis logits (B, K). See docs/heads.md.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import reduce
@@ -44,12 +46,18 @@ class LesionHead(ProtoPNetHead):
     Args:
         num_lesions: L, the head's prototype classes.
         num_classes: K diagnosis classes.
+        lesion_prior: Initial probability of every lesion: the lesion biases start at its logit
+            (as detection heads initialise their classifiers), so that a lesion reads "absent" until
+            its prototypes find it. Far prototypes add ~0 similarity, near ones up to ~9.
         **kwargs: :class:`ProtoPNetHead` arguments (``prototypes_per_class`` = prototypes per lesion).
     """
 
-    def __init__(self, *, num_lesions: int, num_classes: int, **kwargs):
+    def __init__(self, *, num_lesions: int, num_classes: int, lesion_prior: float = 0.1, **kwargs):
         super().__init__(num_classes=num_lesions, **kwargs)
-        self.lesion_bias = nn.Parameter(torch.zeros(num_lesions))  # (L,), lets a lesion be absent
+        if not 0 < lesion_prior < 1:
+            raise ValueError(f"lesion_prior must lie strictly between 0 and 1, got {lesion_prior}")
+        prior_logit = math.log(lesion_prior / (1 - lesion_prior))
+        self.lesion_bias = nn.Parameter(torch.full((num_lesions,), prior_logit))  # (L,)
         self.diagnosis = NonNegativeLinear(num_lesions, num_classes)
 
     def diagnose(self, lesion_logits: Tensor) -> Tensor:

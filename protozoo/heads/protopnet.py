@@ -30,6 +30,7 @@ class ProtoPNetHead(nn.Module):
         prototypes_per_class: Prototypes per class; P = prototypes_per_class * K.
         prototype_dim: Latent depth D.
         add_on: ``"bottleneck"`` or ``"regular"`` (see :func:`make_add_on`).
+        add_on_norm: Standardise the backbone features before the add-on layers (see :func:`make_add_on`).
         similarity: ``"log"`` (the paper), ``"linear"``, ``"exp"`` or ``"cosine"``.
         temperature: T of the ``exp`` similarity.
         incorrect_class_connection: Initial last-layer weight from a prototype to the classes it
@@ -44,6 +45,7 @@ class ProtoPNetHead(nn.Module):
         prototypes_per_class: int = 10,
         prototype_dim: int = 128,
         add_on: str = "bottleneck",
+        add_on_norm: bool = False,
         similarity: str = "log",
         temperature: float = 1.0,
         incorrect_class_connection: float = -0.5,
@@ -52,7 +54,7 @@ class ProtoPNetHead(nn.Module):
         self.num_classes = num_classes
         self.num_prototypes = prototypes_per_class * num_classes
         self.incorrect_class_connection = incorrect_class_connection
-        self.add_on = make_add_on(add_on, in_channels, prototype_dim)
+        self.add_on = make_add_on(add_on, in_channels, prototype_dim, norm=add_on_norm)
         self.prototypes = nn.Parameter(torch.rand(self.num_prototypes, prototype_dim))  # (P, D), U[0, 1)
         self.register_buffer("prototype_identity", class_identity(prototypes_per_class, num_classes))  # (P, K)
         self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)

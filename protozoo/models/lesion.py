@@ -45,12 +45,17 @@ class LesionConfig(ProtoPNetConfig):
         incorrect_class_connection: Initial last-layer weight from a prototype to the other
             lesions' logits; 0 because lesions co-occur (a drusen prototype is no evidence against
             atrophy).
+        add_on_norm: On by default here: a lesion is a few latent patches, and a saturated add-on
+            sigmoid leaves the backbone too little gradient to learn them (see ``make_add_on``).
+        lesion_prior: Initial probability of each lesion (the lesion biases start at its logit).
     """
 
     arch: str = "protopnet_lesion"
     num_classes: int = 2
     in_chans: int = 3
     incorrect_class_connection: float = 0.0
+    add_on_norm: bool = True
+    lesion_prior: float = 0.1
     lesion_names: list[str] = field(default_factory=lambda: list(DEFAULT_LESIONS))
 
 
@@ -69,7 +74,7 @@ class LesionProtoPNet(ProtoPNet):
     def build_head(self, config: LesionConfig) -> LesionHead:
         """ProtoPNet's head with the lesion types as its prototype classes, plus the diagnosis layer."""
         return LesionHead(num_lesions=len(config.lesion_names), num_classes=config.num_classes,
-                          **self.head_arguments(config))
+                          lesion_prior=config.lesion_prior, **self.head_arguments(config))
 
     @property
     def lesion_names(self) -> list[str]:
@@ -101,10 +106,16 @@ class LesionProtoPNet(ProtoPNet):
         return (maps - low) / (high - low).clamp_min(MAP_EPSILON)
 
     def parameter_groups(self) -> dict[str, list]:
-        """ProtoPNet's groups; the lesion biases and the diagnosis layer train with the add-on layers
-        (warm and joint phases), the lesion last layer in the last-layer phase."""
+        """ProtoPNet's groups, with the lesion last layer, the lesion biases and the diagnosis layer
+        as the ``readout`` group, which trains in every phase.
+
+        Unlike a ProtoPNet class layer (fixed at +1 / -0.5 until its own phase), the lesion layer is
+        a bank of detectors: a lesion's logit must be calibrated against its base rate and its
+        prototypes' similarity scale while the prototypes learn, or every lesion reads "present".
+        """
         groups = super().parameter_groups()
-        groups["add_on"] += [self.head.lesion_bias, *self.head.diagnosis.parameters()]
+        groups["readout"] = [*groups.pop("last_layer"), self.head.lesion_bias, *self.head.diagnosis.parameters()]
+        groups["last_layer"] = []
         return groups
 
 

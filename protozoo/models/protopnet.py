@@ -30,6 +30,8 @@ class ProtoPNetConfig:
         prototypes_per_class: P = prototypes_per_class * K (10 in the paper).
         prototype_dim: Latent depth D of the prototypes (128 in the paper for most backbones).
         add_on: ``"bottleneck"`` (the paper's default) or ``"regular"``.
+        add_on_norm: A BatchNorm on the backbone features before the add-on layers, for
+            intermediate timm stages whose scale saturates the add-on's sigmoid (off: the paper).
         similarity: ``"log"`` (the paper), ``"linear"``, ``"exp"`` or ``"cosine"``.
         temperature: T of the ``exp`` similarity.
         incorrect_class_connection: Initial last-layer weight to other classes (-0.5).
@@ -44,6 +46,7 @@ class ProtoPNetConfig:
     prototypes_per_class: int = 10
     prototype_dim: int = 128
     add_on: str = "bottleneck"
+    add_on_norm: bool = False
     similarity: str = "log"
     temperature: float = 1.0
     incorrect_class_connection: float = -0.5
@@ -76,6 +79,7 @@ class ProtoPNet(ProtoModel):
             prototypes_per_class=config.prototypes_per_class,
             prototype_dim=config.prototype_dim,
             add_on=config.add_on,
+            add_on_norm=config.add_on_norm,
             similarity=config.similarity,
             temperature=config.temperature,
             incorrect_class_connection=config.incorrect_class_connection,

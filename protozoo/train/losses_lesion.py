@@ -30,17 +30,25 @@ def per_lesion_min_distances(min_distances: Tensor, num_lesions: int) -> Tensor:
 
 
 def multilabel_cluster_cost(lesion_distances: Tensor, present: Tensor) -> Tensor:
-    """Mean over images with a lesion of the mean, over its present lesions, of the (B, L) distances."""
-    has_lesion = present.any(dim=1)  # (B,)
-    per_image = (lesion_distances * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)  # (B,)
-    return per_image[has_lesion].sum() / has_lesion.sum().clamp_min(1)
+    """Mean of the (B, L) distances over the (image, lesion) pairs where the lesion is present.
+
+    ProtoPNet's cluster cost with every lesion as its own binary class: an image with a lesion
+    should have a patch near one of that lesion's prototypes.
+    """
+    return (lesion_distances * present).sum() / present.sum().clamp_min(1)
 
 
 def multilabel_separation_cost(lesion_distances: Tensor, present: Tensor) -> Tensor:
-    """Mean over images missing a lesion of the smallest (B, L) distance to an absent lesion's prototypes."""
-    has_absent = (~present).any(dim=1)  # (B,)
-    per_image = lesion_distances.masked_fill(present, float("inf")).amin(dim=1)  # (B,)
-    return per_image[has_absent].sum() / has_absent.sum().clamp_min(1)
+    """Mean of the (B, L) distances over the (image, lesion) pairs where the lesion is absent.
+
+    Each lesion's own separation: an image without a lesion should have no patch near that
+    lesion's prototypes. Taken per pair rather than the image's nearest absent lesion, so a
+    prototype that matches background (present in every image) is pushed away by every image
+    without its lesion; otherwise, with lesions present in most images, the cluster cost is met by
+    background prototypes and the latent space collapses. Bounded: add-on latents lie in [0, 1]^D.
+    """
+    absent = ~present
+    return (lesion_distances * absent).sum() / absent.sum().clamp_min(1)
 
 
 def lesion_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:

@@ -31,11 +31,16 @@ class Phase:
 PHASES = {
     # BRAIxProtoPNet++ stage 1: the backbone and the global branch alone.
     "global": Phase("global", ("backbone", "global_head")),
-    "warm": Phase("warm", ("add_on", "prototypes")),
     # Groups a model lacks are skipped: ProtoPNet has no global_head, BRAIx trains it jointly.
-    "joint": Phase("joint", ("backbone", "global_head", "add_on", "prototypes")),
-    "last_layer": Phase("last_layer", ("last_layer",)),
+    # "readout" is a detector's calibration that must train with every phase (the lesion head's
+    # lesion weights and biases, which turn prototype evidence into lesion probabilities).
+    "warm": Phase("warm", ("add_on", "prototypes", "readout")),
+    "joint": Phase("joint", ("backbone", "global_head", "add_on", "prototypes", "readout")),
+    "last_layer": Phase("last_layer", ("last_layer", "readout")),
 }
+DEFAULT_LR = {"backbone": 1e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-4,
+              "readout": 1e-2}
+DEFAULT_WARM_LR = {"add_on": 3e-3, "prototypes": 3e-3, "readout": 1e-2}
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Recipe:
         push_at_end: Push after the last epoch too, so the final prototypes are real patches.
         last_layer_epochs: Last-layer-only epochs after each push (20 in the paper).
         lr: Learning rates per parameter group (joint: backbone 1e-4, add-on and prototypes 3e-3;
-            the global branch 1e-3).
+            the global branch 1e-3; a detector readout 1e-2). Groups left out keep these defaults.
         warm_lr: Learning rates of the warm phase.
         lr_step: Joint-phase step decay: multiply the joint learning rates by ``lr_gamma`` every
             ``lr_step`` joint epochs.
@@ -80,10 +85,8 @@ class Recipe:
     push_every: int = 10
     push_at_end: bool = True
     last_layer_epochs: int = 20
-    lr: dict[str, float] = field(
-        default_factory=lambda: {"backbone": 1e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-4}
-    )
-    warm_lr: dict[str, float] = field(default_factory=lambda: {"add_on": 3e-3, "prototypes": 3e-3})
+    lr: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LR))
+    warm_lr: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WARM_LR))
     lr_step: int = 5
     lr_gamma: float = 0.1
     weight_decay: float = 1e-3
@@ -95,6 +98,9 @@ class Recipe:
     def __post_init__(self):
         if isinstance(self.loss, dict):
             self.loss = LossWeights(**self.loss)
+        # A partial learning-rate table keeps the defaults of the groups it does not name.
+        self.lr = DEFAULT_LR | dict(self.lr)
+        self.warm_lr = DEFAULT_WARM_LR | dict(self.warm_lr)
         if self.unique_source not in ("none", "per_class", "global"):
             raise ValueError(f"unique_source must be 'none', 'per_class' or 'global', not {self.unique_source!r}")
         if not 0 <= self.warm_epochs <= self.epochs:

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from protozoo.train.losses import protopnet_loss
+from protozoo.train.losses import LossWeights, protopnet_loss
 from protozoo.train.schedule import Recipe
 
 Batch = dict[str, Any]
@@ -88,7 +88,10 @@ def _register_builtin() -> None:
     # protozoo.data.views.FlattenViews(data) as push_data for both views).
     register_task(MultiViewProtoPNet, Task(forward=two_view_forward, loss=multiview_loss))
     # Lesion head: a lesion prototype is pushed onto an image that shows its lesion (multi-hot labels).
-    register_task(LesionProtoPNet, Task(loss=lesion_loss, push_label_key="lesions"))
+    # Its separation is taken per (image, absent lesion) pair and bounded (latents lie in [0, 1]^D),
+    # so it is weighted like the cluster cost: it keeps background-matching prototypes away.
+    register_task(LesionProtoPNet, Task(loss=lesion_loss, push_label_key="lesions",
+                                        recipe=lambda: Recipe(loss=LossWeights(separation=-0.8))))
 
 
 _register_builtin()
