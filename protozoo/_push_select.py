@@ -78,11 +78,12 @@ class Candidates:
         codes = set(self.meta[..., CODE][held].tolist())
         self.names = {code: name for code, name in self.names.items() if code in codes}
 
-    def maps_of(self, orders: Tensor) -> Tensor:
-        """(N,) image orders -> their (N, D, H, W) latent maps from the pool."""
-        pool_orders, maps = (torch.cat(parts) for parts in zip(*self.pool))
+    def maps_of(self, orders: Tensor) -> tuple[Tensor, Tensor]:
+        """(N,) image orders -> the pool's (R, D, H, W) latent maps, compacted, and (N,) the row of each."""
+        self.compact()
+        pool_orders, maps = self.pool[0]
         sorted_orders, perm = pool_orders.sort()
-        return maps[perm[torch.searchsorted(sorted_orders, orders.contiguous())]]
+        return maps, perm[torch.searchsorted(sorted_orders, orders.contiguous())]
 
     def to(self, device: torch.device | str) -> Candidates:
         """A compacted copy on ``device``."""
@@ -117,9 +118,10 @@ def best_k(distance: Tensor, meta: Tensor, k: int) -> tuple[Tensor, Tensor | Non
         kept (only when a row has fewer than k distinct images: repeats come last); None for k = 1,
         where the best entry is never a repeat.
     """
+    if k == 1:  # the nearest, ties to the earliest image: no sort
+        later = meta[..., ORDER].masked_fill(distance > distance.amin(dim=1, keepdim=True), NO_ORDER)
+        return later.argmin(dim=1, keepdim=True), None
     ranked = lexsort(distance, meta[..., ORDER])  # (P, M), best first
-    if k == 1:
-        return ranked[:, :1], None
     ranked_code = meta[..., CODE].gather(1, ranked)
     by_code = ranked_code.argsort(dim=1, stable=True)  # equal codes adjacent, the best of them first
     sorted_code = ranked_code.gather(1, by_code)

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from protozoo._push_select import CODE, FLAT, LABEL, ORDER, Candidates, assign, id_code, merge
 from protozoo.models._base import ProtoModel
+from protozoo.resample import upsample_bicubic
 
 __all__ = ["UNIQUE_SOURCES", "PushResult", "push_prototypes"]
 
@@ -164,7 +164,7 @@ def _stream(
         order = [(seen + i) * world + rank for i in range(len(ids))]
         seen += len(ids)
         labels = torch.as_tensor(batch[label_key], device=device)  # (B,) or multi-hot (B, C)
-        fresh = _batch_candidates(model, z, labels, ids, paths, order, members)
+        fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k)
         fresh.input_size = tuple(x.shape[2:])
         if candidates is None:
             candidates = Candidates.empty(model.num_prototypes, k, device)
@@ -175,10 +175,12 @@ def _stream(
 
 def _class_members(prototype_class: Tensor, num_classes: int) -> Tensor:
     """(K, m) indices of each class's prototypes, padded with -1 (m: the most prototypes of a class)."""
-    members = [(prototype_class == c).nonzero()[:, 0] for c in range(num_classes)]
-    table = torch.full((num_classes, max(len(m) for m in members)), -1, device=prototype_class.device)
-    for c, m in enumerate(members):
-        table[c, : len(m)] = m
+    by_class = prototype_class.argsort(stable=True)  # (P,) prototype indices grouped by class, ascending
+    counts = prototype_class.bincount(minlength=num_classes)  # (K,)
+    cls = prototype_class[by_class]
+    slot = torch.arange(len(cls), device=cls.device) - (counts.cumsum(0) - counts)[cls]  # rank within its class
+    table = torch.full((num_classes, int(counts.max())), -1, device=prototype_class.device)
+    table[cls, slot] = by_class
     return table
 
 
@@ -190,8 +192,10 @@ def _batch_candidates(
     paths: list[str | None],
     order: list[int],
     members: Tensor | None,
+    k: int,
 ) -> Candidates:
-    """Every (prototype, image) pair of a batch as (P, B) candidates, the batch's latents as the pool.
+    """The (prototype, image) pairs of a batch as (P, B) candidates, the batch's latents as the pool;
+    for k = 1 only each prototype's nearest image, (P, 1) (the first: images come in stream order).
 
     With ``members`` (the :func:`_class_members` table, class-specific push) only the pairs of an
     image and its own class's prototypes are reduced; the others get inf distance.
@@ -207,11 +211,14 @@ def _batch_candidates(
         distance = d.gather(2, flat[..., None])[..., 0]  # (B, P)
     else:
         distance, flat = _own_class_minima(d, labels, members)
+    distance, flat = distance.T, flat.T  # (P, B)
+    columns = distance.argmin(dim=1, keepdim=True) if k == 1 else torch.arange(len(ids), device=z.device)
+    columns = columns.expand(len(distance), -1)  # (P, B or 1): the images kept
     codes = [id_code(i) for i in ids]
     per_image = torch.tensor(list(zip(order, codes, labels.tolist())), device=z.device)  # (B, 3): ORDER, CODE, LABEL
-    meta = torch.cat([per_image.expand(distance.shape[1], -1, -1), flat.T[..., None]], dim=2)  # (P, B, 4)
+    meta = torch.cat([per_image[columns], flat.gather(1, columns)[..., None]], dim=2)  # (P, B or 1, 4)
     return Candidates(
-        distance=distance.T,  # (P, B)
+        distance=distance.gather(1, columns),  # (P, B or 1)
         meta=meta,
         pool=[(per_image[:, ORDER], z)],
         names=dict(zip(codes, zip(ids, paths))),
@@ -280,51 +287,58 @@ def _fall_back(
 def _apply(model: ProtoModel, candidates: Candidates, choice: Tensor, reused: Tensor) -> PushResult:
     """Write the chosen vectors into the prototypes and build the provenance."""
     prototypes = model.head.prototypes
-    chosen, maps, vectors = chosen_sources(candidates, choice)
+    chosen, (maps, source), vectors = chosen_sources(candidates, choice)
     changed = (prototypes.data != vectors).any(dim=1).cpu()
     prototypes.data.copy_(vectors)
     (h, w), (height, width) = candidates.feature_size, candidates.input_size
-    self_distance = torch.cat([model.head.distance(m[None], v[None]) for m, v in zip(maps, vectors)])  # (P, 1, H, W)
+    self_distance = torch.cat([model.head.distance(maps[i][None], v[None]) for i, v in zip(source.tolist(), vectors)])
+    # self_distance: (P, 1, H, W)
     similarity = model.head.activation(self_distance[:, 0])  # (P, H, W)
     cells = torch.stack([chosen["flat"] // w, chosen["flat"] % w], dim=1).cpu()  # (P, 2) [h, w]
     unique_cells, cell_of = cells.unique(dim=0, return_inverse=True)
     rf_boxes = receptive_field_boxes(model, unique_cells, (height, width))[cell_of]  # (P, 4)
     ha_boxes = high_activation_boxes(similarity, (height, width))  # (P, 4)
+    rounded = similarity.double().round(decimals=5).tolist()  # float32 * 1e5 is exact: as Python's round(v, 5)
+    columns = [model.prototype_class, chosen["code"], chosen["label"], chosen["distance"], cells, rf_boxes, ha_boxes]
     provenance = []
-    for p in range(len(choice)):
-        image_id, path = candidates.names[int(chosen["code"][p])]
+    for p, (cls, code, label, distance, cell, rf_box, ha_box, reuse) in enumerate(
+        zip(*(c.tolist() for c in [*columns, reused]))
+    ):
+        image_id, path = candidates.names[code]
         provenance.append(
             {
                 "prototype": p,
-                "class": int(model.prototype_class[p]),
+                "class": cls,
                 "image_id": image_id,
                 "path": path,
-                "label": int(chosen["label"][p]),
-                "distance": float(chosen["distance"][p]),
-                "feature_hw": cells[p].tolist(),
+                "label": label,
+                "distance": distance,
+                "feature_hw": cell,
                 "feature_size": [h, w],
-                "receptive_field_box": rf_boxes[p].tolist(),
-                "high_activation_box": ha_boxes[p].tolist(),
-                "self_similarity_map": [[round(v, 5) for v in row] for row in similarity[p].tolist()],
-                "reused_source": bool(reused[p]),
+                "receptive_field_box": rf_box,
+                "high_activation_box": ha_box,
+                "self_similarity_map": rounded[p],
+                "reused_source": reuse,
             }
         )
     model.provenance = provenance
     return PushResult(provenance=provenance, distances=chosen["distance"].cpu(), changed=changed)
 
 
-def chosen_sources(candidates: Candidates, choice: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """The chosen candidates: (P,) ``distance``, ``code``, ``flat``, ``label``; their (P, D, H, W)
-    source latent maps; the (P, D) patches that become the prototypes."""
+def chosen_sources(candidates: Candidates, choice: Tensor) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor], Tensor]:
+    """The chosen candidates: (P,) ``distance``, ``code``, ``flat``, ``label``; the pool's (R, D, H, W)
+    latent maps and (P,) the row of each prototype's source image; the (P, D) patches that become the
+    prototypes."""
     rows, choice = torch.arange(len(choice), device=candidates.distance.device), choice.to(candidates.distance.device)
-    meta = candidates.meta[rows, choice]  # (P, 5)
+    meta = candidates.meta[rows, choice]  # (P, 4)
     chosen = {
         "distance": candidates.distance[rows, choice],
         **{name: meta[:, column] for name, column in (("code", CODE), ("flat", FLAT), ("label", LABEL))},
     }
-    maps = candidates.maps_of(meta[:, ORDER])  # (P, D, H, W)
-    vectors = maps.flatten(2).gather(2, chosen["flat"][:, None, None].expand(-1, maps.shape[1], 1))[..., 0]
-    return chosen, maps, vectors
+    maps, source = candidates.maps_of(meta[:, ORDER])  # (R, D, H, W), (P,)
+    width = maps.shape[3]
+    vectors = maps[source, :, chosen["flat"] // width, chosen["flat"] % width]  # (P, D)
+    return chosen, (maps, source), vectors
 
 
 def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[int, int]) -> Tensor:
@@ -363,7 +377,8 @@ def high_activation_boxes(similarity: Tensor, input_size: tuple[int, int]) -> Te
 
     Args:
         similarity: (P, H, W) similarity maps.
-        input_size: (H_in, W_in) to upsample to (bicubic, ``align_corners=False``).
+        input_size: (H_in, W_in) to upsample to (bicubic, ``align_corners=False``, by
+            :func:`upsample_bicubic`).
 
     Returns:
         (P, 4) long boxes [x0, y0, x1, y1], half-open, of the pixels >= the 95th percentile
@@ -371,28 +386,34 @@ def high_activation_boxes(similarity: Tensor, input_size: tuple[int, int]) -> Te
     """
     boxes = []
     for chunk in similarity.split(_CHUNK):
-        up = F.interpolate(chunk[:, None], size=input_size, mode="bicubic", align_corners=False)[:, 0]
-        # up: (n, H_in, W_in)
-        threshold = percentile(up.flatten(1), HIGH_ACTIVATION_PERCENTILE)  # (n,)
-        boxes.append(mask_boxes(up >= threshold[:, None, None]))
+        up = upsample_bicubic(chunk, input_size)  # (n, H_in, W_in)
+        threshold = percentile(up.flatten(1), HIGH_ACTIVATION_PERCENTILE)[:, None]  # (n, 1)
+        boxes.append(span_boxes(up.amax(dim=2) >= threshold, up.amax(dim=1) >= threshold))
     return torch.cat(boxes).cpu()
 
 
 def percentile(x: Tensor, q: float) -> Tensor:
-    """(N, M) -> (N,) q-th percentile of each row, linear interpolation (any M, unlike torch.quantile)."""
+    """(N, M) -> (N,) q-th percentile of each row, linear interpolation (any M, unlike torch.quantile).
+
+    One partial selection: the values from the lower order statistic up, then their two smallest."""
     position = q / 100 * (x.shape[1] - 1)
     lo = int(position)
-    hi = min(lo + 1, x.shape[1] - 1)
-    low, high = x.kthvalue(lo + 1, dim=1).values, x.kthvalue(hi + 1, dim=1).values
+    top = x.topk(x.shape[1] - lo, dim=1, sorted=False).values  # (N, M - lo): order statistics lo..M-1
+    low_high = top.topk(min(2, top.shape[1]), dim=1, largest=False).values  # (N, 1 or 2) ascending
+    low, high = low_high[:, 0], low_high[:, -1]
     return low + (position - lo) * (high - low)
 
 
 def mask_boxes(mask: Tensor) -> Tensor:
     """(N, H, W) bool -> (N, 4) long half-open bounding boxes [x0, y0, x1, y1]; whole image if empty."""
-    height, width = mask.shape[1:]
-    rows, cols = mask.any(dim=2).int(), mask.any(dim=1).int()  # (N, H), (N, W)
+    return span_boxes(mask.any(dim=2), mask.any(dim=1))
+
+
+def span_boxes(rows: Tensor, cols: Tensor) -> Tensor:
+    """(N, H) and (N, W) bool: the rows and columns a mask touches -> (N, 4) long boxes as :func:`mask_boxes`."""
+    (height, width), rows, cols = (rows.shape[1], cols.shape[1]), rows.int(), cols.int()
     boxes = torch.stack(
         [cols.argmax(1), rows.argmax(1), width - cols.flip(1).argmax(1), height - rows.flip(1).argmax(1)], dim=1
     )
-    whole = torch.tensor([0, 0, width, height], device=mask.device)
-    return torch.where(mask.flatten(1).any(1)[:, None], boxes, whole)
+    whole = torch.tensor([0, 0, width, height], device=rows.device)
+    return torch.where(rows.any(1)[:, None], boxes, whole)

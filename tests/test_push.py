@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 import protozoo
-from protozoo.push import push_prototypes
+from protozoo.push import high_activation_boxes, mask_boxes, percentile, push_prototypes
+from protozoo.resample import upsample_bicubic
 
 SMALL = dict(num_classes=3, prototypes_per_class=2, prototype_dim=16)
 SIZE = 64  # px: a 2 x 2 latent map with resnet18
@@ -191,6 +192,26 @@ def test_boxes_and_self_similarity_map(setup):
         h, w = row["feature_hw"]
         x0, y0, x1, y1 = row["receptive_field_box"]
         assert x0 <= (w + 0.5) * stride < x1 and y0 <= (h + 0.5) * stride < y1
+
+
+def test_high_activation_helpers_are_exact():
+    """Matmul bicubic = F.interpolate (to rounding); the percentile interpolates the sorted values; boxes do not
+    depend on batching (push computes them in chunks, a per-prototype loop one at a time)."""
+    torch.manual_seed(0)
+    maps, size = torch.randn(40, 7, 7), (224, 200)
+    maps[0] = 0.0  # every pixel ties
+    up = upsample_bicubic(maps, size)  # (40, 224, 200)
+    reference = F.interpolate(maps[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]
+    torch.testing.assert_close(up, reference, atol=1e-5, rtol=1e-5)
+    x, ordered = up.flatten(1), up.flatten(1).sort(dim=1).values
+    for q in (0, 50, 95, 100):
+        position = q / 100 * (x.shape[1] - 1)
+        lo, hi = int(position), min(int(position) + 1, x.shape[1] - 1)
+        assert torch.equal(percentile(x, q), ordered[:, lo] + (position - lo) * (ordered[:, hi] - ordered[:, lo]))
+    boxes = high_activation_boxes(maps, size)
+    assert torch.equal(boxes, mask_boxes(up >= percentile(x, 95)[:, None, None]))
+    assert torch.equal(boxes, torch.cat([high_activation_boxes(m[None], size) for m in maps]))
+    assert boxes[0].tolist() == [0, 0, 200, 224]
 
 
 def test_receptive_field_box_is_what_the_cell_reads(setup, pushed):

@@ -10,7 +10,8 @@ from conftest import SIZE, FakeModel
 
 from protozoo.data.collate import collate_items
 from protozoo.evaluate import consistency, consistency_and_stability, gaussian_noise, stability
-from protozoo.evaluate._parts import box_half_size, pick_view, upsample_bicubic
+from protozoo.evaluate._parts import box_half_size, pick_view
+from protozoo.resample import upsample_bicubic
 
 
 def reference_counts(model, images, labels, parts, visible, half):
