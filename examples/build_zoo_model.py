@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch.utils.data import DataLoader
 
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
 from protozoo.data.views import FlattenViews
 from protozoo.evaluate import classification, consistency, localization, stability
+from protozoo.evaluate.classification import binary_auroc
 from protozoo.hub import weights_root
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
@@ -33,6 +35,7 @@ from protozoo.zoo import CARD_NAME, GOLDEN_NAME
 
 EASY_PARTS = {"num_classes": 4, "decoy_prob": 0.0, "num_distractors": 2, "occlusion": 0.1}
 EASY_MAMMO = {"lesion_size": 2.0, "lesion_contrast": 0.3}
+EASY_FUNDUS = {"lesion_size": 1.5, "lesion_contrast": 0.9, "num_distractors": 1}
 LR = {"backbone": 1e-3, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3}
 HEAD = {"prototypes_per_class": 3, "prototype_dim": 32, "feature_stage": 3}
 
@@ -47,6 +50,10 @@ SPECS = {
     "protopnet_multiview_efficientnet_lite0.synth_mammo": dict(
         data="synthetic-mammo", data_options=EASY_MAMMO, image_size=96, samples=768, epochs=5, metrics=(),
         summary="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px)"),
+    "protopnet_lesion_efficientnet_lite0.synth_fundus": dict(
+        data="synthetic-fundus", data_options=EASY_FUNDUS, image_size=96, samples=768, epochs=5,
+        loss={"separation": -0.8}, metrics=("lesions", "localization"),
+        summary="Lesion-linked ProtoPNet on synthetic colour fundus photographs (5 lesion types -> non-AMD / AMD, 96 px)"),
     "protopnet_efficientnet_lite0.fmnist": dict(
         data="fashion-mnist", data_options={}, image_size=32, samples=None, epochs=2, last_layer_epochs=1, metrics=(),
         head={"feature_stage": 2}, training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)",
@@ -63,7 +70,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
                       **(HEAD | spec.get("head", {})))
     recipe = Recipe(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
                     last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR, global_epochs=spec.get("global_epochs", 0),
-                    unique_source=spec.get("unique_source", "none"), seed=seed)
+                    unique_source=spec.get("unique_source", "none"), seed=seed, loss=spec.get("loss", {}))
     multiview = "multiview" in arch
     fit(run.model, run.train, recipe=recipe, push_data=FlattenViews(run.push) if multiview else run.push,
         out_dir=out_root / "runs" / name, progress=False)
@@ -80,6 +87,8 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
         metrics["consistency (Huang et al. 2023)"] = consistency(model, test).score
     if "stability" in spec["metrics"]:
         metrics["stability (Huang et al. 2023)"] = stability(model, test).score
+    if "lesions" in spec["metrics"]:
+        metrics |= {f"lesion AUROC: {name}": value for name, value in lesion_aurocs(model, test).items()}
     if "localization" in spec["metrics"]:
         where = localization(model, test)
         metrics |= {"pointing game": where.pointing_game, "activation precision": where.activation_precision,
@@ -97,6 +106,17 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started)
     print(json.dumps(metrics, indent=2))
     return folder
+
+
+def lesion_aurocs(model, dataset) -> dict[str, float]:
+    """Per-lesion AUROC of a lesion model's lesion logits against the image-level lesion labels."""
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=64, collate_fn=collate_items):
+            logits.append(model(batch["image"]).lesion_logits)  # (B, L)
+            labels.append(batch["lesions"])
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    return {name: binary_auroc(logits[:, i], labels[:, i]) for i, name in enumerate(model.lesion_names)}
 
 
 def golden_batch(model, dataset) -> dict:

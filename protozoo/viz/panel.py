@@ -22,17 +22,22 @@ PANEL_COLUMNS = ("test image", "where it looks alike", "top 5% of the match", "p
 PANEL_TILE_INCHES = 2.4  # each image tile is square
 PANEL_TEXT_INCHES = 2.6  # width of the text column
 PANEL_GAP_INCHES = 0.1  # between columns and around the figure
-PANEL_TITLE_INCHES = 0.75  # the two-line figure title
+PANEL_TITLE_INCHES = 0.75  # a two-line figure title
+TITLE_LINE_INCHES = 0.3  # each further title line
 PANEL_HEADER_INCHES = 0.3  # the column headers
 PANEL_ROW_GAP_INCHES = 0.3  # above each row, for the source image's id
 FONT_SIZE = 11
 
 
-def panel_size(rows: int) -> tuple[float, float]:
+def panel_size(rows: int, title_lines: int = 2) -> tuple[float, float]:
     """(width, height) in inches of a panel with ``rows`` prototypes."""
     width = 4 * PANEL_TILE_INCHES + PANEL_TEXT_INCHES + 6 * PANEL_GAP_INCHES
-    height = PANEL_TITLE_INCHES + PANEL_HEADER_INCHES + rows * (PANEL_ROW_GAP_INCHES + PANEL_TILE_INCHES) + PANEL_GAP_INCHES
-    return width, height
+    height = _title_inches(title_lines) + PANEL_HEADER_INCHES + rows * (PANEL_ROW_GAP_INCHES + PANEL_TILE_INCHES)
+    return width, height + PANEL_GAP_INCHES
+
+
+def _title_inches(lines: int) -> float:
+    return PANEL_TITLE_INCHES + max(0, lines - 2) * TITLE_LINE_INCHES
 
 
 def render_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None, dpi: int = 100) -> Figure:
@@ -51,18 +56,20 @@ def render_panel(explanation: Explanation, sources: Any = None, *, path: str | P
     Returns:
         The figure.
     """
-    width, height = panel_size(len(explanation.prototypes))
+    title = _title(explanation)
+    lines = title.count("\n") + 1
+    width, height = panel_size(len(explanation.prototypes), lines)
     fig = Figure(figsize=(width, height), dpi=dpi)
-    fig.suptitle(_title(explanation), fontsize=FONT_SIZE + 2, fontweight="bold", y=1 - 0.1 / height, va="top")
+    fig.suptitle(title, fontsize=FONT_SIZE + 2, fontweight="bold", y=1 - 0.1 / height, va="top")
     lefts = [PANEL_GAP_INCHES + col * (PANEL_TILE_INCHES + PANEL_GAP_INCHES) for col in range(5)]
     widths = [PANEL_TILE_INCHES] * 4 + [PANEL_TEXT_INCHES]
-    header_y = 1 - (PANEL_TITLE_INCHES + PANEL_HEADER_INCHES / 2) / height
+    header_y = 1 - (_title_inches(lines) + PANEL_HEADER_INCHES / 2) / height
     for left, w, header in zip(lefts, widths, PANEL_COLUMNS):
         fig.text((left + w / 2) / width, header_y, header, ha="center", va="center", fontsize=FONT_SIZE + 1, fontweight="bold")
     display = to_display(explanation.image, explanation.mean, explanation.std)  # (H, W, 3)
     images = find_sources(sources, [ev.source["image_id"] for ev in explanation.prototypes if ev.source is not None])
     for r, evidence in enumerate(explanation.prototypes):
-        top = PANEL_TITLE_INCHES + PANEL_HEADER_INCHES + r * (PANEL_ROW_GAP_INCHES + PANEL_TILE_INCHES) + PANEL_ROW_GAP_INCHES
+        top = _title_inches(lines) + PANEL_HEADER_INCHES + r * (PANEL_ROW_GAP_INCHES + PANEL_TILE_INCHES) + PANEL_ROW_GAP_INCHES
         bottom = (height - top - PANEL_TILE_INCHES) / height
         axes = [fig.add_axes((left / width, bottom, w / width, PANEL_TILE_INCHES / height)) for left, w in zip(lefts, widths)]
         _draw_row(axes, display, evidence, images, explanation)
@@ -75,6 +82,14 @@ def _title(explanation: Explanation) -> str:
     title = f"Predicted: {explanation.predicted_name} (probability {explanation.probability:.2f})"
     if explanation.class_idx != explanation.predicted:
         title += f"; showing the evidence for {explanation.class_name}"
+    if explanation.kind == "lesion":  # the diagnosis reads the lesion probabilities only
+        found = [lesion for lesion in explanation.lesions or [] if lesion.found]
+        terms = " + ".join(f"{lesion.name} {lesion.weight:.2f} x {lesion.probability:.2f}" for lesion in found)
+        return (
+            f"{title}, from the lesions found; rows: their top prototypes (points go to the lesion's logit)\n"
+            f"{explanation.class_name} logit {explanation.logit:.2f} = bias {explanation.bias:+.2f} + weight x P(lesion) of "
+            f"the lesions found:\n{terms or 'none'} (+ the lesions not found)"
+        )
     total = len(explanation.contributions)
     return (
         f"{title}\n{explanation.class_name} score (logit) {explanation.logit:.2f} = sum of the points of all {total} "
@@ -115,7 +130,8 @@ def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dic
     text.axis("off")
     text.text(
         0.04, 0.5,
-        f"prototype {evidence.index} of class\n{_wrap(evidence.class_name)}\n\n"
+        f"prototype {evidence.index} of {'lesion' if explanation.kind == 'lesion' else 'class'}\n"
+        f"{_wrap(evidence.class_name)}\n\n"
         f"similarity {evidence.similarity:7.3f}\n"
         f"× weight   {evidence.weight:+7.3f}\n"
         f"= points   {evidence.contribution:+7.3f}",
