@@ -134,7 +134,7 @@ def hub_snapshot(repo: str, cache_dir: str | Path | None = None) -> Path:
         ) from err
 
 
-def load(name: str, *, cache_dir: str | Path | None = None, **overrides: Any) -> ProtoModel:
+def load(name: str | Path, *, cache_dir: str | Path | None = None, **overrides: Any) -> ProtoModel:
     """Load a model by alias, ``arch[.tag]``, local folder or ``hf-hub:org/repo[@revision]``.
 
     A registered model without trained weights is built with an untrained head (and, where an
@@ -148,6 +148,7 @@ def load(name: str, *, cache_dir: str | Path | None = None, **overrides: Any) ->
     Returns:
         The model in eval mode.
     """
+    name = str(name)
     if name.startswith("hf-hub:"):
         return load_pretrained(hub_snapshot(name.removeprefix("hf-hub:"), cache_dir), **overrides)
     path = Path(name)

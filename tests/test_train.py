@@ -127,3 +127,20 @@ def test_finetune_example_smoke(tmp_path):
     model = protozoo.load(str(tmp_path / "model"))
     assert model.pretrained_cfg.label_names == ("bar", "disc")
     assert {row["image_id"].split("/")[0] for row in model.provenance} <= {"bar", "disc"}
+
+
+def test_a_trained_model_remembers_its_training_data_so_push_sources_are_the_same_images(tmp_path):
+    from protozoo.cli.explain import training_options
+    from protozoo.data import load_dataset
+
+    run = prepare_run("protopnet_resnet18", "synthetic-parts", image_size=32, num_samples=6, seed=3,
+                      data_options={"num_classes": 3, "decoy_prob": 0.0}, prototypes_per_class=1, prototype_dim=8)
+    run.model.save_pretrained(tmp_path / "model")
+    model = protozoo.load(tmp_path / "model")
+    options = training_options(model, "synthetic-parts")
+    assert options == {"seed": 3, "num_classes": 3, "decoy_prob": 0.0, "image_size": 32, "num_samples": 6}
+    assert training_options(model, "synthetic-mammo") == {}  # another dataset: nothing to apply
+    again = load_dataset("synthetic-parts", "train", **options)
+    assert again[4]["id"] == run.push[4]["id"]
+    assert torch.equal(again[4]["image"], load_dataset("synthetic-parts", "train", **options)[4]["image"])
+    assert again[4]["image"].shape[-1] == 32 and again.classes == run.push.classes

@@ -22,9 +22,21 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--class-idx", type=int, default=None, help="explain this class instead of the predicted one")
     parser.add_argument(
         "--sources", default=None, metavar="SPEC",
-        help="dataset the model was pushed on (load_dataset spec, e.g. synthetic-mammo), to show prototype sources",
+        help="dataset the model was pushed on (load_dataset spec, e.g. synthetic-mammo), to show prototype sources; "
+        "the options the model was trained with (recorded in its config) are applied to the same spec",
     )
     parser.add_argument("--sources-split", default="train", help="split of --sources (default train)")
+
+
+def training_options(model, spec: str) -> dict:
+    """The dataset options a model was trained with, when ``spec`` is its training data's spec.
+
+    A synthetic image is a function of its id *and* the generator's options (size, lesion size...):
+    read with other options, the same id is another image, and the prototype's source patch would
+    be wrong. ``prepare_run`` records them in ``pretrained_cfg.extra["train_data"]``.
+    """
+    recorded = model.pretrained_cfg.extra.get("train_data") or {}
+    return dict(recorded.get("options", {})) if recorded.get("spec") == spec else {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     transform = build_transforms(resolve_data_config(model), train=False)
     sources = None
     if args.sources:
-        sources = load_dataset(args.sources, args.sources_split, transform=transform)
+        sources = load_dataset(args.sources, args.sources_split, transform=transform, **training_options(model, args.sources))
     args.out.mkdir(parents=True, exist_ok=True)
     panels, predicted = [], set()
     for i, image_path in enumerate(args.images):

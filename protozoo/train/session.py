@@ -69,6 +69,8 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     model.pretrained_cfg = model.pretrained_cfg.replace(
         input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
         label_names=tuple(classes), description=f"fine-tuned on {data_spec}",
+        # What the training images were, so that push sources can be found again (protozoo explain --sources).
+        extra=model.pretrained_cfg.extra | {"train_data": {"spec": data_spec, "options": train_options}},
     )
     return Run(model=model, train=train, val=val, push=push)
 
