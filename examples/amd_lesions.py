@@ -1,11 +1,12 @@
 """Explain an AMD diagnosis by its lesions: which lesions a lesion-linked prototype model found, where,
 and how much each added to the diagnosis.
 
-    python examples/amd_lesions.py --out out/               # a small model, briefly trained (minutes)
+    python examples/amd_lesions.py --out out/               # the zoo's trained lesion model
     python examples/amd_lesions.py --smoke --out /tmp/smoke  # untrained tiny model, seconds
 
-Synthetic fundus photographs (``synthetic-fundus``); prints the lesions and the diagnosis' parts
-and writes ``lesions.png`` (the lesion maps over the fundus and the per-lesion points).
+Synthetic fundus photographs (``synthetic-fundus``, generated with the options the zoo model was
+trained with); prints the lesions and the diagnosis' parts and writes ``lesions.png`` (the lesion
+maps over the fundus and the per-lesion points).
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
-from protozoo.data.collate import collate_items
+from protozoo.data.synthetic import AMD_CLASSES
 from protozoo.explain import explain
+from protozoo.train.session import training_options
 from protozoo.viz import render_lesion_maps
 
 SIZE = 96
+ZOO_MODEL = "protopnet_lesion_efficientnet_lite0.synth_fundus"
 
 
 def lesion_model(classes: list[str]) -> Any:
@@ -36,45 +37,23 @@ def lesion_model(classes: list[str]) -> Any:
     return model
 
 
-def train_briefly(model: Any, data: Any, steps: int) -> None:
-    """Lesion BCE + diagnosis cross-entropy on the head (the backbone stays as built), ``steps`` Adam steps."""
-    loader = DataLoader(data, batch_size=16, shuffle=True, collate_fn=collate_items)
-    model.backbone.requires_grad_(False)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    model.train()
-    step = 0
-    while step < steps:
-        for batch in loader:
-            out = model(batch["image"])
-            loss = F.binary_cross_entropy_with_logits(out.lesion_logits, batch["lesions"]) + F.cross_entropy(out.logits, batch["label"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % 20 == 0 or step == steps:
-                print(f"step {step}/{steps} loss {loss.item():.3f}")
-            if step == steps:
-                break
-    model.eval()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=200, help="training steps (without --smoke)")
+    parser.add_argument("--model", default=ZOO_MODEL, help=f"a trained lesion model (default {ZOO_MODEL})")
     parser.add_argument("--top-k", type=int, default=2, help="prototypes shown per lesion")
     parser.add_argument("--smoke", action="store_true", help="an untrained tiny model, in seconds")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    test = load_dataset("synthetic-fundus", "test", image_size=SIZE, num_samples=16)
-    model = lesion_model(test.classes)
-    transform = build_transforms(resolve_data_config(model), train=False)
-    test.transform = transform
     if args.smoke:
         print("--smoke: the model is UNTRAINED (random prototypes); its lesions and diagnosis mean nothing")
+        model, options = lesion_model(AMD_CLASSES), {"image_size": SIZE}
     else:
-        train = load_dataset("synthetic-fundus", "train", image_size=SIZE, num_samples=256, transform=transform)
-        train_briefly(model, train, args.steps)
+        model = protozoo.load(args.model)
+        options = training_options(model, "synthetic-fundus")  # the test split drawn like its training data
+    options = options | {"num_samples": 16}
+    test = load_dataset("synthetic-fundus", "test", transform=build_transforms(resolve_data_config(model), train=False),
+                        **options)
     item = test[next(i for i in range(len(test)) if test[i]["label"] == 1)]  # an AMD eye
     truth = [name for name, present in zip(model.lesion_names, item["lesions"].tolist()) if present]
     print(f"image {item['id']}: {test.classes[item['label']]}, lesions drawn: {', '.join(truth) or 'none'}")

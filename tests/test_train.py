@@ -130,7 +130,7 @@ def test_finetune_example_smoke(tmp_path):
 
 
 def test_a_trained_model_remembers_its_training_data_so_push_sources_are_the_same_images(tmp_path):
-    from protozoo.cli.explain import training_options
+    from protozoo.train.session import training_options
     from protozoo.data import load_dataset
 
     run = prepare_run("protopnet_resnet18", "synthetic-parts", image_size=32, num_samples=6, seed=3,

@@ -8,6 +8,7 @@ from pathlib import Path
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explain import explain
 from protozoo.hub import load
+from protozoo.train.session import training_options
 from protozoo.viz.gallery import render_gallery
 from protozoo.viz.panel import render_panel
 from protozoo.viz.report import render_report
@@ -26,17 +27,6 @@ def add_parser(subparsers, name: str) -> None:
         "the options the model was trained with (recorded in its config) are applied to the same spec",
     )
     parser.add_argument("--sources-split", default="train", help="split of --sources (default train)")
-
-
-def training_options(model, spec: str) -> dict:
-    """The dataset options a model was trained with, when ``spec`` is its training data's spec.
-
-    A synthetic image is a function of its id *and* the generator's options (size, lesion size...):
-    read with other options, the same id is another image, and the prototype's source patch would
-    be wrong. ``prepare_run`` records them in ``pretrained_cfg.extra["train_data"]``.
-    """
-    recorded = model.pretrained_cfg.extra.get("train_data") or {}
-    return dict(recorded.get("options", {})) if recorded.get("spec") == spec else {}
 
 
 def run(args: argparse.Namespace) -> int:

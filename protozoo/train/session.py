@@ -83,3 +83,14 @@ def _eval_split(data_spec: str, transform, options: dict[str, Any]) -> Dataset |
         except (ValueError, FileNotFoundError):
             continue
     return None
+
+
+def training_options(model, spec: str) -> dict:
+    """The dataset options a model was trained with, when ``spec`` is its training data's spec.
+
+    A synthetic image is a function of its id *and* the generator's options (size, lesion size...):
+    read with other options, the same id is another image, and the prototype's source patch would
+    be wrong. ``prepare_run`` records them in ``pretrained_cfg.extra["train_data"]``.
+    """
+    recorded = model.pretrained_cfg.extra.get("train_data") or {}
+    return dict(recorded.get("options", {})) if recorded.get("spec") == spec else {}
