@@ -1,5 +1,6 @@
 """The ``protozoo`` command line."""
 
+import protozoo
 from protozoo.cli import main
 
 
@@ -32,3 +33,21 @@ def test_info_of_a_trained_model_shows_its_card(capsys):
 def test_info_unknown_name(capsys):
     assert main(["info", "protopnet_resnt18"]) == 2
     assert "did you mean 'protopnet_resnet18'" in capsys.readouterr().err
+
+
+def test_train_starts_from_the_model_familys_recipe_and_flags_override_it(tmp_path):
+    import argparse
+
+    from protozoo.cli.train import add_parser, recipe_from_args
+    from protozoo.train.tasks import task_for
+
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    add_parser(subparsers, "train")
+    parser = subparsers.choices["train"]
+    args = parser.parse_args(["--model", "m", "--data", "d", "--out", str(tmp_path), "--epochs", "2", "--warm-epochs", "1",
+                              "--global-epochs", "1"])
+    braix = protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=2, prototypes_per_class=1, prototype_dim=8)
+    recipe = recipe_from_args(args, task_for(braix).recipe())
+    assert (recipe.unique_source, recipe.epochs, recipe.global_epochs) == ("per_class", 2, 1)  # family default + flags
+    lesion = protozoo.create_model("protopnet_lesion_resnet18", prototypes_per_class=1, prototype_dim=8)
+    assert recipe_from_args(args, task_for(lesion).recipe()).loss.separation == -0.8

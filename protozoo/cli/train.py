@@ -14,7 +14,7 @@ from protozoo.train.schedule import Recipe
 RECIPE_FLAGS = {  # flag dest -> Recipe field
     "epochs": "epochs", "warm_epochs": "warm_epochs", "push_start": "push_start", "push_every": "push_every",
     "last_layer_epochs": "last_layer_epochs", "batch_size": "batch_size", "unique_source": "unique_source",
-    "seed": "seed",
+    "seed": "seed", "global_epochs": "global_epochs",
 }  # fmt: skip
 
 
@@ -25,6 +25,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, metrics, model/)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--recipe", type=Path, help="recipe .json/.yaml; flags below override its fields")
+    parser.add_argument("--global-epochs", type=int, help="BRAIxProtoPNet++: epochs of the global branch alone first")
     parser.add_argument("--epochs", type=int, help="warm + joint epochs")
     parser.add_argument("--warm-epochs", type=int)
     parser.add_argument("--push-start", type=int)
@@ -44,12 +45,13 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The recipe: the run's saved one on --resume, else --recipe or defaults, then the flags."""
+def recipe_from_args(args: argparse.Namespace, family_default: Recipe | None = None) -> Recipe:
+    """The recipe: the run's saved one on --resume, else --recipe or the model family's default
+    (``Task.recipe``: BRAIxProtoPNet++'s global stage, the lesion head's separation...), then the flags."""
     saved = args.out / "recipe.json"
     if args.resume and saved.exists():
         return Recipe.load(saved)
-    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    recipe = Recipe.load(args.recipe) if args.recipe else family_default or Recipe()
     changes = {field: getattr(args, dest) for dest, field in RECIPE_FLAGS.items() if getattr(args, dest) is not None}
     return Recipe.from_dict(recipe.to_dict() | changes)
 
@@ -71,16 +73,19 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from protozoo.train.session import prepare_run
 
-    recipe = recipe_from_args(args)
+    seed = recipe_from_args(args).seed  # the model's init depends on it, and families share the default seed
     model_overrides = {}
     if args.prototypes_per_class:
         model_overrides["prototypes_per_class"] = args.prototypes_per_class
     run_ = prepare_run(
         args.model, args.data, image_size=args.image_size, num_samples=args.num_samples,
-        pretrained_backbone=args.pretrained_backbone, seed=recipe.seed,
+        pretrained_backbone=args.pretrained_backbone, seed=seed,
         data_options=parse_options(args.data_option), **model_overrides,
     )
     from protozoo.train.loop import fit
+    from protozoo.train.tasks import task_for
+
+    recipe = recipe_from_args(args, task_for(run_.model).recipe())
 
     fit(run_.model, run_.train, recipe=recipe, val_data=run_.val, push_data=run_.push, out_dir=args.out,
         resume=args.resume, device=args.device, num_workers=args.num_workers, progress=not args.no_progress)
