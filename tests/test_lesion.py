@@ -1,5 +1,7 @@
 """The lesion-linked AMD head: lesion prototypes, a diagnosis from the lesion logits only, lesion
-maps, the lesion-label check, its loss and training on synthetic-fundus."""
+maps, the lesion-label check, its loss and a training smoke run. That it learns the lesions and the
+diagnosis is tests/test_learning.py's slow test (a lesion BCE that merely falls proves little: the
+lesion biases already start at the base rate)."""
 
 import math
 import re
@@ -137,11 +139,6 @@ def test_push_puts_each_lesion_prototype_on_an_image_with_that_lesion():
             z = model.latent(item["image"][None])[0, :, h, w]
         assert (z - model.prototypes[row["prototype"]]).abs().max() < 1e-5
 
-
-@pytest.mark.slow
-def test_longer_fit_learns_the_lesions():
-    history = _fit(epochs=10, samples=128, batch_size=8)
-    assert history[-1]["val_lesion"] < history[0]["val_lesion"] - 0.1
 
 
 def test_lesions_start_absent_at_their_prior_and_features_are_standardised():
