@@ -20,13 +20,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader
 
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
 from protozoo.data.views import FlattenViews
-from protozoo.evaluate import classification, consistency, localization, stability
-from protozoo.evaluate.classification import binary_auroc
+from protozoo.evaluate import classification, consistency, lesion_aurocs, localization, stability
 from protozoo.hub import weights_root
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
@@ -106,17 +104,6 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started)
     print(json.dumps(metrics, indent=2))
     return folder
-
-
-def lesion_aurocs(model, dataset) -> dict[str, float]:
-    """Per-lesion AUROC of a lesion model's lesion logits against the image-level lesion labels."""
-    logits, labels = [], []
-    with torch.no_grad():
-        for batch in DataLoader(dataset, batch_size=64, collate_fn=collate_items):
-            logits.append(model(batch["image"]).lesion_logits)  # (B, L)
-            labels.append(batch["lesions"])
-    logits, labels = torch.cat(logits), torch.cat(labels)
-    return {name: binary_auroc(logits[:, i], labels[:, i]) for i, name in enumerate(model.lesion_names)}
 
 
 def golden_batch(model, dataset) -> dict:

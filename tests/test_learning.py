@@ -9,10 +9,8 @@ defaults are meant to need longer training than a test can afford.
 import pytest
 import torch
 
-from protozoo.data.collate import collate_items
 from protozoo.data.views import FlattenViews
-from protozoo.evaluate import classification
-from protozoo.evaluate.classification import binary_auroc
+from protozoo.evaluate import classification, lesion_aurocs
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
 
@@ -76,11 +74,3 @@ def test_lesion_head_finds_lesions_and_diagnoses_amd_from_them():
     # The large lesions are found from image-level labels alone; drusen and haemorrhages stay harder.
     assert lesions["geographic_atrophy"] >= 0.8 and lesions["neovascular_scar"] >= 0.8  # measured 0.921, 0.958
     assert sum(lesions.values()) / len(lesions) >= 0.65  # measured 0.765
-
-
-def lesion_aurocs(model, val) -> dict[str, float]:
-    """Per-lesion AUROC of the lesion logits against the image-level lesion labels."""
-    batch = collate_items([val[i] for i in range(len(val))])
-    with torch.no_grad():
-        logits = model.eval()(batch["image"]).lesion_logits  # (N, L)
-    return {name: binary_auroc(logits[:, i], batch["lesions"][:, i]) for i, name in enumerate(model.lesion_names)}

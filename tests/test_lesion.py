@@ -150,3 +150,20 @@ def test_lesions_start_absent_at_their_prior_and_features_are_standardised():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.head.add_on)  # ProtoPNet: the paper's add-on
     with pytest.raises(ValueError, match="lesion_prior must lie strictly between 0 and 1"):
         protozoo.create_model("protopnet_lesion_resnet18", lesion_prior=1.0, **TINY)
+
+
+def test_lesion_aurocs_equal_a_plain_loop(model):
+    from protozoo.evaluate import binary_auroc, lesion_aurocs
+
+    data = SyntheticFundus("val", image_size=SIZE, num_samples=24)
+    scores = lesion_aurocs(model, data, batch_size=5)
+    assert list(scores) == model.lesion_names
+    logits, labels = [], []
+    with torch.no_grad():
+        for i in range(len(data)):
+            logits.append(model(data[i]["image"][None]).lesion_logits[0])
+            labels.append(data[i]["lesions"])
+    logits, labels = torch.stack(logits), torch.stack(labels)
+    for l, name in enumerate(model.lesion_names):
+        expected = binary_auroc(logits[:, l], labels[:, l] > 0.5)
+        assert scores[name] == pytest.approx(expected, nan_ok=True, abs=1e-6)

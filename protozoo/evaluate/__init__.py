@@ -17,6 +17,7 @@ from protozoo.evaluate.classification import (
     binary_auroc,
     classification,
     classification_metrics,
+    lesion_aurocs,
     macro_auroc,
 )
 from protozoo.evaluate.consistency import ConsistencyResult, consistency
@@ -34,6 +35,7 @@ __all__ = [
     "binary_auroc",
     "classification",
     "classification_metrics",
+    "lesion_aurocs",
     "consistency",
     "consistency_and_stability",
     "duplicate_pairs",

@@ -134,3 +134,29 @@ def classification(
     if not logits:
         raise ValueError("the dataset is empty")
     return classification_metrics(torch.cat(logits), torch.cat(labels))
+
+
+def lesion_aurocs(
+    model: nn.Module, dataset: Dataset, *, batch_size: int = 32, device: torch.device | str | None = None
+) -> dict[str, float]:
+    """Per-lesion AUROC of a lesion-linked model's lesion logits against image-level lesion labels.
+
+    Args:
+        model: A model whose output has ``lesion_logits`` (B, L) and that names ``lesion_names``.
+        dataset: Items with ``image`` and multi-hot ``lesions`` (L,).
+        batch_size: Images per forward.
+        device: Where to run; None uses the model's device.
+
+    Returns:
+        ``lesion name -> AUROC`` (nan for a lesion that is always or never present).
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    logits, labels = [], []
+    with torch.inference_mode():
+        for batch in iterate_batches(dataset, batch_size, device):
+            logits.append(model(batch["image"]).lesion_logits.cpu())  # (B, L)
+            labels.append(batch["lesions"].cpu())
+    if not logits:
+        raise ValueError("the dataset is empty")
+    scores, targets = torch.cat(logits), torch.cat(labels) > 0.5
+    return {name: binary_auroc(scores[:, i], targets[:, i]) for i, name in enumerate(model.lesion_names)}
