@@ -189,26 +189,43 @@ def peak_boxes(peaks: Tensor, half: int, size: tuple[int, int]) -> Tensor:
     return torch.cat([low, high], dim=1)
 
 
-def parts_in_boxes(boxes: Tensor, parts: Tensor, visible: Tensor) -> Tensor:
+KEYPOINT_CONVENTIONS = ("float", "truncate")
+
+
+def check_keypoints(keypoints: str) -> str:
+    """``keypoints`` if it is a known convention, else a ValueError naming them."""
+    if keypoints not in KEYPOINT_CONVENTIONS:
+        raise ValueError(f"keypoints must be one of {KEYPOINT_CONVENTIONS}, got {keypoints!r}")
+    return keypoints
+
+
+def parts_in_boxes(boxes: Tensor, parts: Tensor, visible: Tensor, keypoints: str = "float") -> Tensor:
     """Which visible parts lie inside each box (bounds inclusive).
 
     Args:
         boxes: (N, 4) (x0, y0, x1, y1).
         parts: (N, K, 2) pixel (x, y).
         visible: (N, K) bool.
+        keypoints: ``"float"`` tests the keypoints as given; ``"truncate"`` first truncates them
+            to integers toward zero, as the reference code's ``int()`` does (for a box around an
+            integer peak p the test is then ``p - h <= x < p + h + 1`` in the float keypoint).
 
     Returns:
         (N, K) bool; invisible parts are False.
     """
+    if check_keypoints(keypoints) == "truncate":
+        parts = parts.trunc()
     low, high = boxes[:, None, :2].to(parts.dtype), boxes[:, None, 2:].to(parts.dtype)  # (N, 1, 2)
     inside = ((parts >= low) & (parts <= high)).all(dim=2)  # (N, K)
     return inside & visible.bool()
 
 
-def parts_inside(maps: Tensor, parts: Tensor, visible: Tensor, size: tuple[int, int], half: int) -> Tensor:
+def parts_inside(
+    maps: Tensor, parts: Tensor, visible: Tensor, size: tuple[int, int], half: int, keypoints: str = "float"
+) -> Tensor:
     """(N, h, w) maps, (N, K, 2) parts, (N, K) visibility -> (N, K) visible parts inside the box
-    around each map's upsampled peak."""
-    return parts_in_boxes(peak_boxes(peak_positions(maps, size), half, size), parts, visible)
+    around each map's upsampled peak (``keypoints`` as in :func:`parts_in_boxes`)."""
+    return parts_in_boxes(peak_boxes(peak_positions(maps, size), half, size), parts, visible, keypoints)
 
 
 @dataclass
@@ -221,6 +238,7 @@ class PartCounts:
         stable: (P,) (prototype, image) pairs whose parts-inside vector survived the perturbation.
         pairs: (P,) (prototype, image) pairs seen (images of the prototype's class).
         half_size: The box half side used.
+        keypoints: The keypoint convention used (see :func:`parts_in_boxes`).
     """
 
     inside: Tensor
@@ -228,6 +246,7 @@ class PartCounts:
     stable: Tensor
     pairs: Tensor
     half_size: int
+    keypoints: str = "float"
 
 
 def scan_parts(
@@ -236,6 +255,7 @@ def scan_parts(
     *,
     perturb: Callable[[Tensor], Tensor] | None = None,
     half_size: int | None = None,
+    keypoints: str = "float",
     batch_size: int = 32,
     device: torch.device | str | None = None,
 ) -> dict[str, PartCounts]:
@@ -251,12 +271,15 @@ def scan_parts(
         dataset: Items with ``image``, ``label``, ``parts`` and ``parts_visible`` (per view).
         perturb: Maps a batch of images to perturbed images; enables the ``stable`` counts.
         half_size: Box half side in pixels; None scales 36 px at 224 px to the input height.
+        keypoints: ``"float"`` or ``"truncate"`` (the reference code's integer keypoints; see
+            :func:`parts_in_boxes`).
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
 
     Returns:
         ``{view: PartCounts}``.
     """
+    check_keypoints(keypoints)
     device = torch.device(device) if device is not None else model_device(model)
     prototype_class = model.prototype_class.to(device)  # (P,)
     num_prototypes = prototype_class.numel()
@@ -277,14 +300,16 @@ def scan_parts(
                     k = parts.shape[1]
                     zeros = torch.zeros(num_prototypes, k, device=device)
                     half = box_half_size(size[0], half_size)
-                    counts[view] = PartCounts(zeros, zeros.clone(), zeros[:, 0].clone(), zeros[:, 0].clone(), half)
+                    counts[view] = PartCounts(
+                        zeros, zeros.clone(), zeros[:, 0].clone(), zeros[:, 0].clone(), half, keypoints
+                    )
                 c = counts[view]
-                inside = parts_inside(maps[b_idx, p_idx], parts, visible, size, c.half_size)  # (N, K)
+                inside = parts_inside(maps[b_idx, p_idx], parts, visible, size, c.half_size, keypoints)  # (N, K)
                 c.inside.index_add_(0, p_idx, inside.float())
                 c.visible.index_add_(0, p_idx, visible.float())
                 c.pairs.index_add_(0, p_idx, torch.ones_like(p_idx, dtype=torch.float))
                 if noisy is not None:
-                    moved = parts_inside(noisy[view][b_idx, p_idx], parts, visible, size, c.half_size)  # (N, K)
+                    moved = parts_inside(noisy[view][b_idx, p_idx], parts, visible, size, c.half_size, keypoints)
                     c.stable.index_add_(0, p_idx, (moved == inside).all(dim=1).float())
     if not counts:
         raise ValueError("the dataset is empty")

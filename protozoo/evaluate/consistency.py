@@ -30,9 +30,11 @@ class ConsistencyResult:
         ratios: (P, K) share of the class's images with part k visible where it is inside the box
             (NaN where part k is never visible in the class).
         evaluated: (P,) bool, False for prototypes whose class has no image with a visible part
-            in the dataset; they are left out of ``score``.
+            in the dataset; they are left out of ``score`` (the reference code counts them as
+            inconsistent: ``100 * consistent.float().mean()`` is its figure).
         mu: The threshold used.
         half_size: The box half side used, in pixels.
+        keypoints: The keypoint convention used, ``"float"`` or ``"truncate"``.
         view: The view evaluated.
     """
 
@@ -44,6 +46,7 @@ class ConsistencyResult:
     evaluated: Tensor
     mu: float
     half_size: int
+    keypoints: str
     view: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +56,7 @@ class ConsistencyResult:
                 "score": self.score,
                 "mu": self.mu,
                 "half_size": self.half_size,
+                "keypoints": self.keypoints,
                 "view": self.view,
                 "best_part": self.best_part,
                 "best_ratio": self.best_ratio,
@@ -80,6 +84,7 @@ def consistency_from_counts(counts: PartCounts, *, mu: float = DEFAULT_MU, view:
         evaluated=evaluated.cpu(),
         mu=mu,
         half_size=counts.half_size,
+        keypoints=counts.keypoints,
         view=view,
     )
 
@@ -90,6 +95,7 @@ def consistency(
     *,
     mu: float = DEFAULT_MU,
     half_size: int | None = None,
+    keypoints: str = "float",
     batch_size: int = 32,
     device: torch.device | str | None = None,
     view: str | None = None,
@@ -110,6 +116,9 @@ def consistency(
         mu: Share of the class's images a part must be inside the box in (0.8 in the paper).
         half_size: Box half side in pixels; None uses ``round(36 * H / 224)`` (the paper's 72 px
             box at 224 px, scaled with the input height H).
+        keypoints: ``"float"`` (default) tests the keypoints as given against the box
+            ``[p - h, p + h]``; ``"truncate"`` truncates them to integers first, as the reference
+            code does (``int()``), which makes the box effectively ``[p - h, p + h + 1)``.
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
         view: Which view to score for multi-view models; None for single-view models.
@@ -117,6 +126,8 @@ def consistency(
     Returns:
         A :class:`ConsistencyResult`; ``score`` is 0-100.
     """
-    counts = scan_parts(model, dataset, half_size=half_size, batch_size=batch_size, device=device)
+    counts = scan_parts(
+        model, dataset, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+    )
     view = pick_view(list(counts), view)
     return consistency_from_counts(counts[view], mu=mu, view=view)

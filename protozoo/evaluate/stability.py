@@ -23,11 +23,13 @@ class StabilityResult:
     """Stability of every prototype on one view.
 
     Attributes:
-        score: Percentage (0-100) of (prototype, own-class image) pairs whose parts-inside vector
-            is unchanged by the noise.
-        prototype_mean: Percentage, the mean of ``per_prototype`` over the prototypes with pairs
-            (the reference code's aggregation; equals ``score`` when every class has as many
-            images).
+        score: The stability score of Huang et al. (2023), 0-100: the mean over the prototypes
+            with pairs of each prototype's percentage of own-class images whose parts-inside
+            vector is unchanged by the noise (the aggregation of the paper's code,
+            hqhQAQ/EvalProtoPNet ``evaluate_stability``).
+        pooled: Percentage (0-100) of all (prototype, own-class image) pairs that are stable,
+            pooled over the prototypes: it weighs each prototype by its class's image count, so
+            it equals ``score`` only when every class has as many images. Not the paper's figure.
         per_prototype: (P,) fraction of the prototype's pairs that are stable (NaN without pairs).
         pairs: (P,) number of (prototype, image) pairs behind each fraction.
         noise_std: Std of the Gaussian noise.
@@ -35,11 +37,12 @@ class StabilityResult:
         noise_space: ``"normalized"`` or ``"pixel"``.
         seed: Seed of the noise.
         half_size: The box half side used, in pixels.
+        keypoints: The keypoint convention (see :func:`~protozoo.evaluate.consistency`).
         view: The view evaluated.
     """
 
     score: float
-    prototype_mean: float
+    pooled: float
     per_prototype: Tensor
     pairs: Tensor
     noise_std: float
@@ -47,19 +50,26 @@ class StabilityResult:
     noise_space: str
     seed: int
     half_size: int
+    keypoints: str
     view: str
+
+    @property
+    def prototype_mean(self) -> float:
+        """The per-prototype mean: ``score`` (kept for code written when ``score`` was the pooled figure)."""
+        return self.score
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary: score, options and the per-prototype stable fraction."""
         return jsonable(
             {
                 "score": self.score,
-                "prototype_mean": self.prototype_mean,
+                "pooled": self.pooled,
                 "noise_std": self.noise_std,
                 "noise_clip": self.noise_clip,
                 "noise_space": self.noise_space,
                 "seed": self.seed,
                 "half_size": self.half_size,
+                "keypoints": self.keypoints,
                 "view": self.view,
                 "per_prototype": self.per_prototype,
                 "pairs": self.pairs.long(),
@@ -121,11 +131,10 @@ def stability_from_counts(
     """Turns the counts of :func:`~protozoo.evaluate._parts.scan_parts` into a :class:`StabilityResult`."""
     per_prototype = torch.where(counts.pairs > 0, counts.stable / counts.pairs.clamp_min(1), torch.nan)  # (P,)
     total = counts.pairs.sum().item()
-    score = 100.0 * counts.stable.sum().item() / total if total else float("nan")
-    prototype_mean = 100.0 * per_prototype.nanmean().item()
+    pooled = 100.0 * counts.stable.sum().item() / total if total else float("nan")
     return StabilityResult(
-        score=score,
-        prototype_mean=prototype_mean,
+        score=100.0 * per_prototype.nanmean().item(),  # the paper's code: the mean over prototypes
+        pooled=pooled,
         per_prototype=per_prototype.cpu(),
         pairs=counts.pairs.cpu(),
         noise_std=noise_std,
@@ -133,6 +142,7 @@ def stability_from_counts(
         noise_space=noise_space,
         seed=seed,
         half_size=counts.half_size,
+        keypoints=counts.keypoints,
         view=view,
     )
 
@@ -143,6 +153,7 @@ def consistency_and_stability(
     *,
     mu: float = DEFAULT_MU,
     half_size: int | None = None,
+    keypoints: str = "float",
     noise_std: float = 0.2,
     noise_clip: float = 0.25,
     noise_space: str = "normalized",
@@ -156,7 +167,9 @@ def consistency_and_stability(
     The options are those of :func:`~protozoo.evaluate.consistency` and :func:`stability`.
     """
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
-    counts = scan_parts(model, dataset, perturb=perturb, half_size=half_size, batch_size=batch_size, device=device)
+    counts = scan_parts(
+        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+    )
     view = pick_view(list(counts), view)
     noise = {"noise_std": noise_std, "noise_clip": noise_clip, "noise_space": noise_space, "seed": seed}
     return (
@@ -170,6 +183,7 @@ def stability(
     dataset: Dataset,
     *,
     half_size: int | None = None,
+    keypoints: str = "float",
     noise_std: float = 0.2,
     noise_clip: float = 0.25,
     noise_space: str = "normalized",
@@ -189,6 +203,8 @@ def stability(
         model: A prototype model (see :func:`~protozoo.evaluate._parts.prototype_maps`).
         dataset: Items with ``image`` (normalised), ``label``, ``parts`` and ``parts_visible``.
         half_size: Box half side in pixels; None uses ``round(36 * H / 224)``.
+        keypoints: ``"float"`` or ``"truncate"`` (the reference code's integer keypoints; see
+            :func:`~protozoo.evaluate.consistency`).
         noise_std: Std of the Gaussian noise (0.2 in the paper).
         noise_clip: Noise clipped to [-noise_clip, noise_clip] (0.25 in the paper).
         noise_space: ``"normalized"`` (the paper: added to the normalised input) or ``"pixel"``
@@ -200,10 +216,13 @@ def stability(
         view: Which view to score for multi-view models; None for single-view models.
 
     Returns:
-        A :class:`StabilityResult`; ``score`` is 0-100.
+        A :class:`StabilityResult`; ``score`` (0-100) is the paper's: the mean over prototypes of
+        each one's stable share (``pooled`` weighs the prototypes by their classes' sizes).
     """
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
-    counts = scan_parts(model, dataset, perturb=perturb, half_size=half_size, batch_size=batch_size, device=device)
+    counts = scan_parts(
+        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+    )
     view = pick_view(list(counts), view)
     return stability_from_counts(
         counts[view], noise_std=noise_std, noise_clip=noise_clip, noise_space=noise_space, seed=seed, view=view

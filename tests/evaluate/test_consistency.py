@@ -57,16 +57,16 @@ def test_consistency_and_stability_match_loops(tiny_model, parts_data):
     ratios = np.where(seen > 0, inside / np.maximum(seen, 1), -1.0)
     evaluated = (seen > 0).any(axis=1)
     stable = {key: clean[key] == noisy[key] for key in clean}
-    expected_stability = 100 * np.mean(list(stable.values()))
+    pooled = 100 * np.mean(list(stable.values()))
     per_prototype = [np.mean([v for (p, _), v in stable.items() if p == q]) for q in range(tiny_model.num_prototypes)]
 
     c, s = consistency_and_stability(tiny_model, parts_data, seed=3, batch_size=len(parts_data))
     assert c.score == pytest.approx(100 * np.mean(ratios.max(axis=1)[evaluated] >= 0.8))
     assert torch.allclose(c.best_ratio, torch.tensor(ratios.max(axis=1), dtype=torch.float))
     assert torch.equal(c.evaluated, torch.tensor(evaluated))
-    assert s.score == pytest.approx(expected_stability)
+    assert s.score == pytest.approx(100 * np.mean(per_prototype))  # the paper's: mean over prototypes
+    assert s.pooled == pytest.approx(pooled)
     assert torch.allclose(s.per_prototype, torch.tensor(per_prototype, dtype=torch.float))
-    assert s.prototype_mean == pytest.approx(100 * np.mean(per_prototype))
     # Another mu and another batch size: consistency does not depend on the batching.
     low = consistency(tiny_model, parts_data, mu=0.3, batch_size=5)
     assert low.score == pytest.approx(100 * np.mean(ratios.max(axis=1)[evaluated] >= 0.3))
@@ -120,7 +120,7 @@ def test_unmovable_map_is_stable():
     for space in ("normalized", "pixel"):
         strong = FakeModel(lambda x: x[:, :1].repeat(1, 4, 1, 1) * 100, [0, 0, 1, 1])
         result = stability(strong, items, noise_space=space)
-        assert result.score == 100.0 and result.prototype_mean == 100.0 and result.pairs.tolist() == [3, 3, 3, 3]
+        assert result.score == 100.0 and result.pooled == 100.0 and result.pairs.tolist() == [3, 3, 3, 3]
     # A weak peak on part 0 that the noise drowns: far from always stable.
     weak = [spot_item(i % 2, (5, 5)) for i in range(20)]
     for item in weak:
@@ -153,3 +153,105 @@ def test_matmul_upsampling_equals_interpolate():
     expected = F.interpolate(maps[:, None], size=(56, 33), mode="bicubic", align_corners=False)[:, 0]
     assert torch.allclose(upsample_bicubic(maps, (56, 33)), expected, atol=1e-5)
     assert torch.equal(upsample_bicubic(maps, (7, 5)), maps)  # same size: exactly the identity
+
+
+def fragile_model():
+    """Prototype 0 (class 0) and 1 (class 1) follow the channel-0 spot, which sits on part 1. On a
+    "fragile" image (channel 2 all ones) a perturbed copy (channel 2 no longer constant) moves both
+    maps' peak to the far corner, off every part: such pairs are unstable, whatever the noise draw."""
+
+    def maps(x):
+        spot = x[:, :1]  # (B, 1, H, W)
+        noisy = x[:, 2].flatten(1).std(dim=1) > 0.05  # (B,)
+        fragile = x[:, 2].flatten(1).mean(dim=1) > 0.5  # (B,)
+        corner = torch.zeros_like(spot)
+        corner[..., -1, -1] = 100.0
+        moved = (noisy & fragile)[:, None, None, None]
+        return torch.where(moved, corner, spot).repeat(1, 2, 1, 1)
+
+    return FakeModel(maps, [0, 1])
+
+
+def fragile_item(label, fragile):
+    item = spot_item(label, (30, 12))
+    item["image"][2] = 1.0 if fragile else 0.0
+    return item
+
+
+def test_headline_stability_is_the_mean_over_prototypes_with_unequal_classes():
+    # Class 0: one image, stable. Class 1: three images, two of them fragile: 1 of 3 stable.
+    items = [fragile_item(0, False), fragile_item(1, False), fragile_item(1, True), fragile_item(1, True)]
+    model = fragile_model()
+    result = stability(model, items)
+    assert result.pairs.tolist() == [1, 3]
+    assert torch.allclose(result.per_prototype, torch.tensor([1.0, 1 / 3]))
+    # The reference code (EvalProtoPNet evaluate_stability): per prototype the share of its images
+    # whose parts-inside vector is unchanged, then the mean over prototypes.
+    unchanged = {0: [True], 1: [True, False, False]}
+    reference = 100 * np.mean([np.mean(unchanged[p]) for p in (0, 1)])
+    assert result.score == pytest.approx(reference) == pytest.approx(200 / 3)
+    assert result.pooled == pytest.approx(100 * 2 / 4)  # pairs pooled: a different number
+    assert result.prototype_mean == result.score
+    _, both = consistency_and_stability(model, items)
+    assert both.score == result.score and both.pooled == result.pooled
+
+
+def reference_integer_counts(maps, labels, parts, visible, prototype_class, half, size):
+    """The reference's part test (EvalProtoPNet): keypoints truncated by ``int()``, the box
+    (max(0, p - h), min(size, p + h)) around the peak of the bicubically upsampled map, bounds
+    inclusive. Returns (P, K) inside counts."""
+    inside = np.zeros((len(prototype_class), parts.shape[1]))
+    for i in range(len(maps)):
+        for p in range(len(prototype_class)):
+            if int(prototype_class[p]) != int(labels[i]):
+                continue
+            up = F.interpolate(maps[i, p][None, None], size=(size, size), mode="bicubic", align_corners=False)
+            y, x = np.unravel_index(np.argmax(up[0, 0].numpy()), (size, size))
+            y0, y1, x0, x1 = max(0, y - half), min(size, y + half), max(0, x - half), min(size, x + half)
+            for k in range(parts.shape[1]):
+                px, py = int(float(parts[i, k, 0])), int(float(parts[i, k, 1]))
+                if visible[i, k] and y0 <= py <= y1 and x0 <= px <= x1:
+                    inside[p, k] += 1
+    return inside
+
+
+def test_truncated_keypoints_equal_integer_keypoints(tiny_model, parts_data):
+    generator = torch.Generator().manual_seed(0)
+    fractional, integer = [], []
+    for i in range(len(parts_data)):
+        item = dict(parts_data[i])
+        parts = (item["parts"].float() + torch.rand(item["parts"].shape, generator=generator)).clamp(0, SIZE - 0.75)
+        fractional.append({**item, "parts": parts})
+        integer.append({**item, "parts": parts.floor()})  # what int() leaves of the keypoints (all >= 0)
+    assert (fractional[0]["parts"] != integer[0]["parts"]).any()
+    truncated = consistency(tiny_model, fractional, keypoints="truncate", mu=0.3)
+    as_integers = consistency(tiny_model, integer, mu=0.3)
+    assert truncated.keypoints == "truncate" and as_integers.keypoints == "float"
+    assert torch.equal(truncated.ratios.nan_to_num(-1), as_integers.ratios.nan_to_num(-1))
+    assert truncated.score == as_integers.score
+    # Both equal the reference's own loop on the float keypoints.
+    batch = collate_items(fractional)
+    with torch.no_grad():
+        maps = tiny_model.similarity_maps(batch["image"])
+    expected = reference_integer_counts(maps, batch["label"], batch["parts"], batch["parts_visible"],
+                                        tiny_model.prototype_class, box_half_size(SIZE), SIZE)  # fmt: skip
+    seen = ~truncated.ratios.isnan()
+    visible_counts = np.stack([batch["parts_visible"][batch["label"] == c].sum(0).numpy() for c in range(3)])
+    visible_counts = visible_counts[tiny_model.prototype_class.numpy()]  # (P, K)
+    assert np.allclose(truncated.ratios[seen].numpy(), (expected / np.maximum(visible_counts, 1))[seen.numpy()])
+    s_truncated = stability(tiny_model, fractional, keypoints="truncate", seed=1)
+    s_integer = stability(tiny_model, integer, seed=1)
+    assert torch.equal(s_truncated.per_prototype.nan_to_num(-1), s_integer.per_prototype.nan_to_num(-1))
+
+
+def test_truncate_box_is_half_open_in_float_keypoints():
+    # Peak at x = 30, half side 10: float keypoints need 20 <= x <= 40; truncated, 20 <= x < 41.
+    def item(x):
+        return {**spot_item(0, (30, 12)), "parts": torch.tensor([[x, 12.0], [x, 12.0], [x, 12.0]])}
+
+    model = FakeModel(lambda x: x[:, :1], [0])
+    for x, as_float, truncated in [(20.0, 1, 1), (19.5, 0, 0), (40.0, 1, 1), (40.5, 0, 1), (40.99, 0, 1), (41.0, 0, 0)]:
+        assert consistency(model, [item(x)]).best_ratio[0] == as_float, x
+        assert consistency(model, [item(x)], keypoints="truncate").best_ratio[0] == truncated, x
+    with pytest.raises(ValueError, match="truncate"):
+        consistency(model, [item(20.0)], keypoints="round")
