@@ -84,7 +84,9 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     if "consistency" in spec["metrics"]:
         metrics["consistency (Huang et al. 2023)"] = consistency(model, test).score
     if "stability" in spec["metrics"]:
-        metrics["stability (Huang et al. 2023)"] = stability(model, test).score
+        stable = stability(model, test)  # score: the paper's mean over prototypes
+        metrics["stability (Huang et al. 2023)"] = stable.score
+        metrics["stability pooled over (prototype, image) pairs"] = stable.pooled
     if "lesions" in spec["metrics"]:
         metrics |= {f"lesion AUROC: {name}": value for name, value in lesion_aurocs(model, test).items()}
     if "localization" in spec["metrics"]:
