@@ -65,6 +65,11 @@ def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
         WeightFileError: Listing the missing, unexpected and shape-mismatched keys, so a file of
             another architecture is recognisable at once.
     """
+    from protozoo.backbones import pruned_state_keys
+
+    # Files saved before backbones stopped at their stage hold the layers past it: not an error.
+    pruned = pruned_state_keys(model)
+    state_dict = {k: v for k, v in state_dict.items() if k not in pruned}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
