@@ -32,6 +32,7 @@ from protozoo.resample import upsample_bicubic
 __all__ = ["UNIQUE_SOURCES", "PushResult", "push_prototypes"]
 
 UNIQUE_SOURCES = ("none", "per_class", "global")
+BOX_MAPS = ("pushed", "before")
 HIGH_ACTIVATION_PERCENTILE = 95  # ProtoPNet's find_high_activation_crop
 _CHUNK = 16  # images per step when computing boxes at the end
 
@@ -59,6 +60,7 @@ def push_prototypes(
     unique_source: str = "none",
     device: torch.device | str | None = None,
     progress: bool = False,
+    box_map: str = "pushed",
     label_key: str = "label",
 ) -> PushResult:
     """Replace every prototype by its nearest latent patch of the data, and record where it came from.
@@ -96,6 +98,12 @@ def push_prototypes(
         unique_source: ``"none"``, ``"per_class"`` or ``"global"`` (see above).
         device: Where to run (default: the model's device); the model is moved there.
         progress: Show a progress bar.
+        box_map: Which map gives ``high_activation_box`` and ``self_similarity_map``:
+            ``"pushed"`` (default), the similarity map of the pushed prototype on its source image,
+            so the box is that of the prototype the model now holds; ``"before"``, the map of the
+            prototype before the push on the same image, as ProtoPNet's reference push saves it
+            (its ``proto_dist_`` is computed before the prototypes are replaced). The pushed
+            prototype's map peaks exactly at its source cell; the other need not.
         label_key: The batch key holding the labels that decide which images a prototype may
             come from: (B,) class indices, or (B, C) multi-hot labels, where a prototype of class c
             may come from any image with label c present (the lesion head pushes its lesion
@@ -110,6 +118,8 @@ def push_prototypes(
     """
     if unique_source not in UNIQUE_SOURCES:
         raise ValueError(f"unknown unique_source {unique_source!r}; choose one of {', '.join(UNIQUE_SOURCES)}")
+    if box_map not in BOX_MAPS:
+        raise ValueError(f"unknown box_map {box_map!r}; choose one of {', '.join(BOX_MAPS)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     prototype_class = model.prototype_class.to(device)  # (P,)
     k = _candidates_per_prototype(prototype_class, unique_source, class_specific)
@@ -124,7 +134,7 @@ def push_prototypes(
             group = torch.zeros_like(group)
         choice = assign(candidates, group)
         reused = _fall_back(choice, candidates, prototype_class.cpu(), unique_source, class_specific)
-        return _apply(model, candidates, choice, reused)
+        return _apply(model, candidates, choice, reused, box_map)
     finally:
         model.train(was_training)
 
@@ -284,14 +294,17 @@ def _fall_back(
     return reused
 
 
-def _apply(model: ProtoModel, candidates: Candidates, choice: Tensor, reused: Tensor) -> PushResult:
+def _apply(
+    model: ProtoModel, candidates: Candidates, choice: Tensor, reused: Tensor, box_map: str = "pushed"
+) -> PushResult:
     """Write the chosen vectors into the prototypes and build the provenance."""
     prototypes = model.head.prototypes
     chosen, (maps, source), vectors = chosen_sources(candidates, choice)
+    mapped = vectors if box_map == "pushed" else prototypes.data.clone()  # (P, D): whose map gives the box
     changed = (prototypes.data != vectors).any(dim=1).cpu()
     prototypes.data.copy_(vectors)
     (h, w), (height, width) = candidates.feature_size, candidates.input_size
-    self_distance = torch.cat([model.head.distance(maps[i][None], v[None]) for i, v in zip(source.tolist(), vectors)])
+    self_distance = torch.cat([model.head.distance(maps[i][None], v[None]) for i, v in zip(source.tolist(), mapped)])
     # self_distance: (P, 1, H, W)
     similarity = model.head.activation(self_distance[:, 0])  # (P, H, W)
     cells = torch.stack([chosen["flat"] // w, chosen["flat"] % w], dim=1).cpu()  # (P, 2) [h, w]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,17 @@ def make_optimizers(model, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
         ]
         optimizers[name] = torch.optim.Adam(param_groups)
     return optimizers
+
+
+def joint_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.StepLR:
+    """The joint phase's step decay, stepped ``recipe.lr_step_offset`` times before any training
+    (1: the reference code's order, which steps it before each joint epoch; see :class:`Recipe`)."""
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, recipe.lr_step, recipe.lr_gamma)
+    with warnings.catch_warnings():  # stepping before optimizer.step() is the point here
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        for _ in range(recipe.lr_step_offset):
+            scheduler.step()
+    return scheduler
 
 
 def set_trainable(model, phase_name: str) -> None:
@@ -138,7 +150,7 @@ def fit(
     out = Path(out_dir) if out_dir is not None else None
     checkpoint = out / CHECKPOINT_NAME if out else None
     optimizers = make_optimizers(model, recipe)
-    schedulers = {"joint": torch.optim.lr_scheduler.StepLR(optimizers["joint"], recipe.lr_step, recipe.lr_gamma)}
+    schedulers = {"joint": joint_scheduler(optimizers["joint"], recipe)}
     plan = recipe.plan()
     history: list[dict[str, Any]] = []
     start = 0
@@ -216,7 +228,8 @@ def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, p
                 *, progress: bool, desc: str) -> dict[str, float]:
     """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks)."""
     model.train()
-    freeze_frozen_norms(model)
+    if recipe.freeze_norm_stats:  # else every norm layer updates its statistics, as the reference's model.train()
+        freeze_frozen_norms(model)
     batches = tqdm(loader, desc=desc, disable=not progress, leave=False)
     return _pass(model, wrapped, batches, recipe, task, phase, device, ctx, optimizer=optimizer)
 

@@ -3,6 +3,28 @@
 A recipe is data: printed at the start of a run, saved beside its checkpoints as ``recipe.json``.
 Its :meth:`Recipe.plan` unrolls into a flat list of steps (train epochs in a phase, pushes), so a
 resumed run knows exactly where it is.
+
+:meth:`Recipe.paper` is the reference code's schedule (cfchen-duke/ProtoPNet ``main.py`` and
+``settings.py``) step for step. The default :class:`Recipe` differs from it in these ways, each a
+field (``Recipe.paper()`` sets the reference's value):
+
+- push: the default's ``push_start=10`` pushes after 10, 20, 30 warm + joint epochs; the
+  reference pushes after epoch *index* 10, 20, ... (``epoch >= push_start and epoch % 10 == 0``),
+  i.e. after 11, 21, 31 epochs: one epoch later (``push_start=11``). The default also pushes
+  after the last epoch (``push_at_end``); the reference only on schedule.
+- learning-rate decay: the reference steps its joint ``StepLR`` *before* each joint epoch, so its
+  joint epoch j (from 0) trains at ``lr * 0.1 ** ((j + 1) // 5)``: the first decay at the 5th joint
+  epoch; the default decays after 5 joint epochs, from the 6th (``lr_step_offset`` 0 vs 1).
+- BatchNorm statistics: the default keeps the running statistics of BatchNorm layers whose
+  parameters a phase freezes (the backbone in warm and last-layer epochs: a pushed prototype stays
+  an exact latent patch of its source through the last-layer epochs); the reference's
+  ``model.train()`` updates every BatchNorm's statistics in every phase
+  (``freeze_norm_stats``).
+- last-layer epochs: the reference runs none with the ``linear`` similarity
+  (``Recipe.paper(similarity="linear")`` sets ``last_layer_epochs=0``); the default runs them for
+  every similarity.
+- length and batch: the default trains 30 warm + joint epochs on batches of 32; the reference's
+  ``settings.py`` 1000 epochs on batches of 80.
 """
 
 from __future__ import annotations
@@ -71,6 +93,15 @@ class Recipe:
         lr_step: Joint-phase step decay: multiply the joint learning rates by ``lr_gamma`` every
             ``lr_step`` joint epochs.
         lr_gamma: The decay factor.
+        lr_step_offset: Joint scheduler steps taken before the first joint epoch: joint epoch j
+            (from 0) trains at ``lr * lr_gamma ** ((j + lr_step_offset) // lr_step)``. 0: the
+            first decay after ``lr_step`` joint epochs; 1: the reference code's order (it steps
+            the scheduler before each joint epoch), one joint epoch earlier.
+        freeze_norm_stats: Normalisation layers whose parameters a phase freezes run in eval
+            mode and keep their running statistics (the backbone's in warm and last-layer
+            epochs). False: every layer is in train mode in every training epoch, as the
+            reference's ``model.train()``; the latent space then moves during the last-layer
+            epochs and pushed prototypes stop being exact patches of their sources.
         weight_decay: Adam weight decay of the backbone and add-on layers.
         batch_size: Images per step (per process under torchrun).
         loss: Loss coefficients.
@@ -89,6 +120,8 @@ class Recipe:
     warm_lr: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WARM_LR))
     lr_step: int = 5
     lr_gamma: float = 0.1
+    lr_step_offset: int = 0
+    freeze_norm_stats: bool = True
     weight_decay: float = 1e-3
     batch_size: int = 32
     loss: LossWeights = field(default_factory=LossWeights)
@@ -105,6 +138,31 @@ class Recipe:
             raise ValueError(f"unique_source must be 'none', 'per_class' or 'global', not {self.unique_source!r}")
         if not 0 <= self.warm_epochs <= self.epochs:
             raise ValueError(f"warm_epochs={self.warm_epochs} must lie between 0 and epochs={self.epochs}")
+
+    @classmethod
+    def paper(cls, *, similarity: str = "log", **overrides: Any) -> Recipe:
+        """The reference code's recipe (cfchen-duke/ProtoPNet ``settings.py`` and ``main.py``'s
+        loop), step for step.
+
+        1000 epochs: 5 warm (add-on layers and prototypes at 3e-3), then joint (backbone 1e-4,
+        add-on and prototypes 3e-3, x0.1 every 5 joint epochs counted from the scheduler step
+        before the first one); a push after 11, 21, 31, ... epochs (the reference's epoch
+        indices 10, 20, ...) each followed by 20 last-layer epochs at 1e-4 (none for the
+        ``linear`` similarity); no push after the last epoch unless scheduled; every
+        BatchNorm in train mode in every phase; batches of 80. The losses are the default
+        :class:`~protozoo.train.losses.LossWeights` (1, 0.8, -0.08, 1e-4), as the reference's.
+
+        Args:
+            similarity: The model's similarity (``model.config.similarity``): the reference skips
+                the last-layer epochs when it is ``"linear"``.
+            **overrides: Fields to change (e.g. ``epochs=31``); the rest stay the reference's.
+        """
+        reference = dict(
+            epochs=1000, warm_epochs=5, push_start=11, push_every=10, push_at_end=False,
+            last_layer_epochs=0 if similarity == "linear" else 20, lr=dict(DEFAULT_LR), warm_lr=dict(DEFAULT_WARM_LR),
+            lr_step=5, lr_gamma=0.1, lr_step_offset=1, freeze_norm_stats=False, weight_decay=1e-3, batch_size=80,
+        )  # fmt: skip
+        return cls(**(reference | overrides))
 
     def plan(self) -> list[Step]:
         """The whole run, step by step: warm/joint epochs, pushes, last-layer epochs after each push."""
