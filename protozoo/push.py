@@ -355,12 +355,8 @@ def chosen_sources(candidates: Candidates, choice: Tensor) -> tuple[dict[str, Te
 
 
 def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[int, int]) -> Tensor:
-    """The input box each latent cell depends on: the support of its input gradient on a probe image.
-
-    The probe is a fixed N(0, 1) image; the gradient of a random projection of the cell's latent
-    vector is nonzero exactly on the pixels the cell reads (barring exact cancellation), which for a
-    CNN is its receptive field clipped to the image (a max-pool can hide a few border pixels of the
-    theoretical one) and for a ViT the whole image.
+    """The input box each latent cell depends on (the support of its input gradient on a probe image),
+    probed once per architecture and input size: see :mod:`protozoo.receptive_field`.
 
     Args:
         model: The model (eval mode).
@@ -370,19 +366,9 @@ def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[in
     Returns:
         (N, 4) long boxes [x0, y0, x1, y1], half-open; the whole image where the gradient vanishes.
     """
-    device = model.prototypes.device
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.randn(1, model.config.in_chans, *input_size, generator=generator).to(device)
-    projection = torch.randn(model.prototypes.shape[1], generator=generator).to(device)  # (D,)
-    boxes = []
-    with torch.enable_grad():
-        for chunk in cells.to(device).split(_CHUNK):
-            x = probe.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-            z = model.latent(x)  # (n, D, H, W)
-            picked = z[torch.arange(len(chunk), device=device), :, chunk[:, 0], chunk[:, 1]]  # (n, D)
-            (grad,) = torch.autograd.grad((picked * projection).sum(), x)
-            boxes.append(mask_boxes(grad.abs().sum(dim=1) > 0))  # (n, 4)
-    return torch.cat(boxes).cpu()
+    from protozoo.receptive_field import receptive_field_boxes as cached_boxes
+
+    return cached_boxes(model, cells, input_size)
 
 
 def high_activation_boxes(similarity: Tensor, input_size: tuple[int, int]) -> Tensor:
