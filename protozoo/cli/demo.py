@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     epochs = args.epochs or epochs
     started = time.perf_counter()
     print(f"protozoo demo: BRAIxProtoPNet++ (EfficientNet-Lite0, ImageNet) on synthetic-mammo, "
-          f"{train_n} training breasts at {size} px, preset {args.preset!r}")
+          f"{train_n} training breasts at {size} px, preset {args.preset!r}, {torch.get_num_threads()} torch threads "
+          "(the idle cores; PROTOZOO_NUM_THREADS sets them)")
     run_ = prepare_run(
         "braix-protopnet++", "synthetic-mammo", image_size=size, num_samples=train_n, pretrained_backbone=True,
         data_options={"lesion_size": 1.5, "lesion_contrast": 0.25}, prototypes_per_class=5, feature_stage=3,
