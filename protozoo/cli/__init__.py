@@ -34,7 +34,7 @@ def configure_threads() -> int:
 
     PyTorch starts one OpenMP thread per core, and its threads spin at each barrier: on a machine
     where other processes already keep some cores busy, two threads on two shared cores ran a
-    training step 5-15x slower than one thread (the demo: 786 s against 293 s with
+    training step 4-8x slower than one thread (the demo: 786 s against 293 s with
     ``OMP_NUM_THREADS=1``). So the CLI takes the cores its affinity allows, less those busy over
     the last quarter second (``/proc/stat``), at least one. ``PROTOZOO_NUM_THREADS`` or
     ``OMP_NUM_THREADS`` overrides the choice. Inter-op threads are set to 1 (protozoo runs no
