@@ -32,7 +32,18 @@ are generated on the fly, reporting its resident memory before the push and at t
 (Linux ``VmHWM``, reset through /proc/self/clear_refs just before; it counts torch's CPU tensors,
 which tracemalloc does not).
 
-    python benchmarks/bench_push.py [--cub-images 1000] [--small-images 320] [--memory-images 128]
+Whole calls (the default section, what a user waits for): ``push_prototypes(model, loader)`` timed
+from the call to its return (data loading, backbone, selection, receptive fields, boxes,
+provenance), against (1) one plain forward pass ``model(x)`` over the same loader under
+``torch.no_grad`` and (2) the reference structure's whole push: the same loader, its own forward
+pass per batch, then :func:`loop_push`'s per-batch loop with per-update provenance. The reference
+reads receptive fields from a table computed before the clock starts (the original computes
+``proto_layer_rf_info`` once when it builds the model). ``push_prototypes`` is timed cold (its
+receptive-field cache cleared: the first push of a process) and warm (a later push of the same
+architecture and input size, as in training). Not timed: model construction, the table.
+
+    python benchmarks/bench_push.py [--whole-images 96] [--whole-size 160]   # whole calls only
+    python benchmarks/bench_push.py --parts [--cub-images 1000] [--small-images 320] [--memory-images 128]
 """
 
 from __future__ import annotations
@@ -134,12 +145,12 @@ def loop_push(model, cached, table, provenance=True):
     """The original ProtoPNet push (see the module docstring); -> provenance rows, (P, D) vectors, updates."""
     classes = model.prototype_class.tolist()  # the original: argmax of the one-hot row, per batch
     num_prototypes, dim = model.prototypes.shape
-    height, width = cached[0][0].shape[2:]
-    input_size = tuple(cached[0][2]["image"].shape[2:])
+    rows, updates, width = [None] * num_prototypes, 0, None
     best = np.full(num_prototypes, np.inf)
     vectors = np.zeros((num_prototypes, dim), np.float32)
-    rows, updates = [None] * num_prototypes, 0
-    for z, d, batch in cached:
+    for z, d, batch in cached:  # a list of stored maps, or maps computed batch by batch (whole push)
+        if width is None:
+            width, input_size = z.shape[3], tuple(batch["image"].shape[2:])
         latents, distances = np.copy(z.numpy()), np.copy(d.numpy())  # (B, D, H, W), (B, P, H, W)
         class_to_images = {c: [] for c in range(model.num_classes)}
         for i, label in enumerate(batch["label"].tolist()):
@@ -227,6 +238,55 @@ def speed(name: str, images: int, repeats: int) -> float:
     return slow / fast
 
 
+def whole(images: int, size: int, batch: int, repeats: int) -> None:
+    """Whole push_prototypes vs one plain forward pass and vs the reference's whole push (module doc)."""
+    from protozoo.receptive_field import clear_cache
+
+    num_classes, per_class = 3, 10
+    model = build_model(num_classes, per_class)
+    loader = DataLoader(RandomImages(images, size, num_classes), batch_size=batch)
+    initial = model.prototypes.detach().clone()
+    with torch.no_grad():
+        feature_size = tuple(model.latent(torch.zeros(1, 3, size, size)).shape[2:])
+    table = cell_boxes(model, feature_size, (size, size))
+
+    def forward():
+        with torch.no_grad():
+            for b in loader:
+                model(b["image"])
+
+    def push(cold: bool):
+        model.head.prototypes.data.copy_(initial)
+        if cold:
+            clear_cache()
+        return push_prototypes(model, loader).provenance
+
+    def reference():
+        model.head.prototypes.data.copy_(initial)
+        with torch.no_grad():
+            maps = ((z, model.head.distance_maps(z), b) for b in loader for z in [model.latent(b["image"])])
+            return loop_push(model, maps, table)
+
+    push(False)  # warm-up (and fills the cache once)
+    (t_forward, _), (t_cold, _), (t_warm, provenance), (t_ref, (rows, vectors, _)) = best_times(
+        [forward, lambda: push(True), lambda: push(False), reference], repeats
+    )
+    model.head.prototypes.data.copy_(initial)
+    push(False)
+    identical = check_identical(model, provenance, rows, vectors)
+    print(f"whole calls: protopnet_resnet18, {num_classes} classes x {per_class} prototypes, {images} images "
+          f"of {size} px ({feature_size[0]}x{feature_size[1]} latent), batch {batch}, {torch.get_num_threads()} "
+          f"threads, best of {repeats}, the loader generating images in every call:")
+    print(f"  one plain forward pass model(x)     {t_forward:7.2f} s")
+    print(f"  push_prototypes, cold cache         {t_cold:7.2f} s  {t_cold / t_forward:5.2f}x the forward "
+          f"(receptive fields probed: first push of a process)")
+    print(f"  push_prototypes, warm cache         {t_warm:7.2f} s  {t_warm / t_forward:5.2f}x the forward (goal <= 1.05)")
+    print(f"  reference whole push (loop port)    {t_ref:7.2f} s  {t_ref / t_forward:5.2f}x the forward; "
+          f"push_prototypes warm / reference {t_warm / t_ref:.2f}x, cold / reference {t_cold / t_ref:.2f}x")
+    print(f"  identical choices and provenance: {identical}")
+    assert identical, "push_prototypes chose or recorded differently from the reference"
+
+
 def resident_kib(field: str) -> int:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc/self/status, in KiB."""
     return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
@@ -266,10 +326,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-images", type=int, default=128, help="N of the memory runs (N and 4N)")
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--whole-images", type=int, default=96)
+    parser.add_argument("--whole-size", type=int, default=160)
+    parser.add_argument("--whole-repeats", type=int, default=2)
+    parser.add_argument("--parts", action="store_true", help="also the cached-map and memory sections")
     args = parser.parse_args()
     if args.memory_run:
         _, _, size, batch = SETTINGS["small"]
         print(json.dumps(memory_run(args.memory_run, size, batch)))
+        return
+    whole(args.whole_images, args.whole_size, 32, args.whole_repeats)
+    if not args.parts:
         return
     speed("CUB", args.cub_images, args.repeats)
     speed("small", args.small_images, args.repeats)
