@@ -16,7 +16,7 @@ import time
 import torch
 
 import protozoo
-from protozoo.explain import explain
+from protozoo.explanation import explain
 
 
 def main() -> None:

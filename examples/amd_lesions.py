@@ -20,7 +20,7 @@ import torch
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.synthetic import AMD_CLASSES
-from protozoo.explain import explain
+from protozoo.explanation import explain
 from protozoo.train.session import training_options
 from protozoo.viz import render_lesion_maps
 

@@ -19,16 +19,15 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
-from protozoo.data.views import FlattenViews
+from protozoo.family import family_of
 from protozoo.evaluate import classification, consistency, lesion_aurocs, localization, stability
 from protozoo.hub import weights_root
+from protozoo.serialization import write_json, write_state_dict, write_text
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
-from protozoo.train.tasks import task_for
 from protozoo.zoo import CARD_NAME, GOLDEN_NAME
 
 EASY_PARTS = {"num_classes": 4, "decoy_prob": 0.0, "num_distractors": 2, "occlusion": 0.1}
@@ -69,9 +68,8 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     recipe = Recipe(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
                     last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR, global_epochs=spec.get("global_epochs", 0),
                     unique_source=spec.get("unique_source", "none"), seed=seed, loss=spec.get("loss", {}))
-    multiview = "multiview" in arch
-    fit(run.model, run.train, recipe=recipe, push_data=FlattenViews(run.push) if multiview else run.push,
-        out_dir=out_root / "runs" / name, progress=False)
+    # push reads the model family's views: a multi-view model's prototypes come from CC and MLO images
+    fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out_root / "runs" / name, progress=False)
     model = run.model.eval()
 
     generated = spec["data"].startswith("synthetic-")
@@ -101,37 +99,31 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     model.pretrained_cfg = model.pretrained_cfg.replace(
         tag=tag, license="Apache-2.0", description=f"{spec['summary']}; not for clinical use")
     model.save_pretrained(folder)
-    (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    write_json(recipe.to_dict(), folder / "recipe.json")
     write_golden(model, test, folder / GOLDEN_NAME)
     write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started)
     print(json.dumps(metrics, indent=2))
     return folder
 
 
-def golden_batch(model, dataset) -> dict:
-    """Two test items collated, with only the inputs the model reads."""
-    batch = collate_items([dataset[0], dataset[1]])
-    if "multiview" in model.config.arch:
-        return {"views": {v: {"image": batch["views"][v]["image"]} for v in ("cc", "mlo")}}
-    return {"image": batch["image"]}
+def golden_inputs(model, dataset) -> dict[str, torch.Tensor]:
+    """Two test items collated, as the inputs the model's family feeds it (``image``, or ``cc`` and ``mlo``)."""
+    family = family_of(model)
+    return dict(zip(family.input_names, family.model_inputs(collate_items([dataset[0], dataset[1]]))))
 
 
 def write_golden(model, dataset, path: Path) -> None:
-    batch = golden_batch(model, dataset)
+    inputs = golden_inputs(model, dataset)
     with torch.no_grad():
-        out = task_for(model).forward(model, batch)
-    tensors = {"logits": out.logits, "min_distances": out.min_distances}
-    if "image" in batch:
-        tensors["input/image"] = batch["image"]
-    else:
-        tensors |= {f"input/{v}": batch["views"][v]["image"] for v in ("cc", "mlo")}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        out = model(*inputs.values())
+    tensors = {"logits": out.logits, "min_distances": out.min_distances} | {f"input/{k}": x for k, x in inputs.items()}
+    write_state_dict(tensors, path)
 
 
 def write_card(path: Path, name: str, spec: dict, model, metrics: dict, seconds: float) -> None:
     cfg = model.pretrained_cfg
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
-    path.write_text(f"""# {name}
+    write_text(f"""# {name}
 
 {spec['summary']}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration
 and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data.
@@ -161,7 +153,7 @@ python examples/build_zoo_model.py {name}
 Same seed, same recipe: the metrics above within noise (CPU float order may differ by machine).
 `prototypes.json` records where every prototype comes from (push provenance); `golden.safetensors`
 holds two test inputs and the logits and min-distances this model must give for them.
-""")
+""", path)
 
 
 def main() -> None:

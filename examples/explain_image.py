@@ -13,7 +13,7 @@ from pathlib import Path
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
-from protozoo.explain import explain
+from protozoo.explanation import explain
 from protozoo.viz import render_panel
 
 

@@ -19,7 +19,7 @@ import torch
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
-from protozoo.explain import explain
+from protozoo.explanation import explain
 from protozoo.viz import render_multiview_panel
 
 SMOKE_SIZE = (160, 96)  # (H, W): about a mammogram's aspect, so the views are not cropped square

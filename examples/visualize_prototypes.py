@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
-from protozoo.explain import explain
+from protozoo.explanation import explain
 from protozoo.push import push_prototypes
 from protozoo.viz import render_gallery, render_report
 

@@ -17,11 +17,10 @@ import os
 from pathlib import Path
 
 import timm
-from safetensors.torch import save_file
 from torch import Tensor
 
 from protozoo.backbones import Backbone, create_timm_features
-from protozoo.serialization import read_state_dict
+from protozoo.serialization import read_state_dict, write_state_dict
 
 # timm name -> (PyPI package, importable module, class with get_model_file_path)
 _PYPI_PACKAGES = {
@@ -147,9 +146,7 @@ def _pypi_package(name: str, tried: list[str]):
     original = read_state_dict(Path(getattr(module, class_name).get_model_file_path()))
     converted = convert_lukemelas_efficientnet(original, name)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    save_file(converted, str(tmp))
-    tmp.replace(cached)
+    write_state_dict(converted, cached)
     return converted, f"PyPI {package} (converted to {cached})"
 
 

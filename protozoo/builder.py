@@ -1,13 +1,22 @@
-"""``create_model``: an entrypoint builds the architecture, then weights are resolved (timm's split)."""
+"""``create_model`` and ``load``: an entrypoint builds the architecture, then weights are resolved (timm's split).
+
+``load`` takes an alias, ``arch[.tag]``, a local folder or ``hf-hub:org/repo[@revision]`` (read
+through huggingface_hub's cache, so it works offline once cached). A name builds the same
+architecture in both: the one its trained weights were saved with, if it resolves to trained weights.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 from protozoo import registry
+from protozoo.backbone_weights import BackboneWeightsNotFound, load_backbone_weights
+from protozoo.hub import UntrainedWarning, hub_snapshot, load_pretrained, load_registered
 from protozoo.models._base import ProtoModel
-from protozoo.pretrained import PretrainedCfg
+from protozoo.pretrained import PretrainedCfg, adapt_channels
 
 
 def create_model(
@@ -21,7 +30,9 @@ def create_model(
     """Build a registered model.
 
     Args:
-        name: ``arch``, ``arch.tag`` or an alias (``protozoo.list_models()`` lists them).
+        name: ``arch``, ``arch.tag`` or an alias (``protozoo.list_models()`` lists them). A tag or
+            an alias builds the architecture its weights were trained with, the one ``load(name)``
+            gives (a tag names weights, never another architecture); ``arch`` its defaults.
         pretrained: Load the trained weights of ``name`` (see ``list_models(pretrained=True)``).
         pretrained_backbone: Load ImageNet weights into the backbone from the first offline
             source that has them; raises (listing the sources tried) when none does.
@@ -42,32 +53,59 @@ def create_model(
                 + (f"; trained tags: {', '.join(trained)}" if trained else "")
                 + "; use pretrained=False (optionally with pretrained_backbone=True)"
             )
-        from protozoo.hub import load_registered
-
         return load_registered(cfg, **overrides).train()
-    model = registry.get_entrypoint(cfg.architecture)(**overrides)
-    # Without pretrained weights the model carries no weight pointer: the named tag's input
-    # settings when a tag was named, else the architecture's defaults.
-    named_tag = registry.split_model_name(registry.list_aliases().get(name, name))[1]
-    base = cfg.replace(weights_dir=None, hf_hub_id=None, file=None) if named_tag else registry.default_cfg(cfg.architecture)
+    # A tag, or an alias (which names one model), builds the architecture of the weights it names:
+    # what load(name) gives. A bare architecture name builds the architecture's defaults.
+    named = name in registry.list_aliases() or bool(registry.split_model_name(name)[1])
+    model = registry.get_entrypoint(cfg.architecture)(**{**(registry.model_args(cfg) if named else {}), **overrides})
+    # Without pretrained weights the model carries no weight pointer: the named model's input
+    # settings, else the architecture's defaults.
+    base = cfg.replace(weights_dir=None, hf_hub_id=None, file=None) if named else registry.default_cfg(cfg.architecture)
     model.pretrained_cfg = adapt_channels(base, model.config.in_chans)
     if pretrained_backbone or backbone_weights is not None:
-        from protozoo.backbone_weights import load_backbone_weights
-
         model.backbone_source = load_backbone_weights(model.backbone, backbone_weights)
     return model
 
 
-def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
-    """The config with ``input_size``, ``mean`` and ``std`` for ``in_chans`` channels.
+def load(name: str | Path, *, cache_dir: str | Path | None = None, **overrides: Any) -> ProtoModel:
+    """Load a model by alias, ``arch[.tag]``, local folder or ``hf-hub:org/repo[@revision]``.
 
-    One channel gets the mean of the RGB statistics (how grayscale images are fed to a backbone
-    whose stem was summed over RGB, as timm adapts it).
+    A registered model without trained weights is built with an untrained head (and, where an
+    offline source exists, an ImageNet backbone) and an :class:`UntrainedWarning` says so.
+
+    Args:
+        name: What to load.
+        cache_dir: Hugging Face cache folder for ``hf-hub:`` names (default: the usual cache).
+        **overrides: Architecture arguments (see :func:`load_pretrained`).
+
+    Returns:
+        The model in eval mode.
     """
-    if cfg.in_chans == in_chans:
-        return cfg
+    name = str(name)
+    if name.startswith("hf-hub:"):
+        return load_pretrained(hub_snapshot(name.removeprefix("hf-hub:"), cache_dir), **overrides)
+    path = Path(name)
+    if path.is_dir():
+        return load_pretrained(path, **overrides)
+    if not registry.is_model(name) and (os.sep in name or path.suffix):
+        raise FileNotFoundError(f"{name!r} is neither a model folder nor a registered model name")
+    cfg = registry.resolve(name)
+    if cfg.has_weights:
+        return load_registered(cfg, **overrides)
+    return _load_untrained(name, cfg, overrides)
 
-    def per_channel(stats: tuple[float, ...]) -> tuple[float, ...]:
-        return stats if len(stats) == in_chans else (sum(stats) / len(stats),) * in_chans
 
-    return cfg.replace(input_size=(in_chans, *cfg.input_size[1:]), mean=per_channel(cfg.mean), std=per_channel(cfg.std))
+def _load_untrained(name: str, cfg: PretrainedCfg, overrides: dict[str, Any]) -> ProtoModel:
+    try:
+        model = create_model(cfg.name, pretrained_backbone=True, **overrides)
+        backbone = f"its backbone has ImageNet weights from {model.backbone_source}"
+    except BackboneWeightsNotFound:
+        model = create_model(cfg.name, **overrides)
+        backbone = "its backbone is randomly initialised too (no offline ImageNet weights for it)"
+    warnings.warn(
+        f"{name!r} has no trained weights yet: built the architecture with an untrained prototype head; "
+        f"{backbone}. Fine-tune it before use (protozoo train).",
+        UntrainedWarning,
+        stacklevel=3,
+    )
+    return model.eval()

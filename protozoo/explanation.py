@@ -11,12 +11,11 @@ all prototypes add up to the logit exactly. The top-k prototypes are those with 
 (signed) contribution to the explained class: the strongest evidence *for* it.
 
 One forward pass per batch: heatmaps reuse the output's distance maps (no second pass through the
-backbone; the lesion head's ``lesion_maps`` is the one exception). The explainer is picked by the
-exact type of the model's output in one table, :data:`EXPLAINERS`; new heads plug in with
-:func:`register_explainer`. Registered: ProtoPNet (``ProtoOutput``), BRAIxProtoPNet++
-(``BRAIxOutput``: both branches and the ensemble), multi-view CC/MLO (``MultiViewOutput``:
-``explain(model, (cc, mlo))``, per-view maps and the co-occurrence block) and the lesion head
-(``LesionOutput``: lesions found, lesion maps, the diagnosis decomposed over lesions). See
+backbone; the lesion head's ``lesion_maps`` is the one exception). The explainer is the model's
+family's (``Family.explainer``, :mod:`protozoo.family`): :func:`explain_protopnet`,
+:func:`explain_braix` (both branches and the ensemble), :func:`explain_multiview`
+(``explain(model, (cc, mlo))``, per-view maps and the co-occurrence block) and
+:func:`explain_lesion` (lesions found, lesion maps, the diagnosis decomposed over lesions). See
 docs/explain.md.
 
 Boxes are half-open pixel boxes ``[x0, y0, x1, y1]`` of the input: ``image[..., y0:y1, x0:x1]``.
@@ -29,14 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from protozoo.boxes import HIGH_ACTIVATION_PERCENTILE, high_activation_box
 from protozoo.data.transforms import resolve_data_config
+from protozoo.family import family_of, output_class_names
 from protozoo.outputs import BRAIxOutput, LesionOutput, MultiViewOutput, ProtoOutput
+from protozoo.resample import upsample_bicubic
 
 __all__ = [
-    "EXPLAINERS",
     "HIGH_ACTIVATION_PERCENTILE",
     "LESION_FOUND_PROBABILITY",
     "CooccurrenceEvidence",
@@ -46,12 +46,14 @@ __all__ = [
     "ViewEvidence",
     "explain",
     "explain_batch",
+    "explain_braix",
+    "explain_lesion",
+    "explain_multiview",
+    "explain_protopnet",
     "high_activation_box",
-    "register_explainer",
     "upsample_maps",
 ]
 
-HIGH_ACTIVATION_PERCENTILE = 95.0  # ProtoPNet's find_high_activation_crop: the top 5% of the map
 LESION_FOUND_PROBABILITY = 0.5  # a lesion is "found" at sigmoid(lesion logit) >= this
 
 Box = tuple[int, int, int, int]
@@ -172,7 +174,8 @@ class Explanation:
         image: (C, H, W) the normalised input, on the CPU (the CC view, or MLO without CC).
         mean: Per-channel normalisation mean (to de-normalise ``image`` for display).
         std: Per-channel normalisation std.
-        kind: Which explainer made it (``"protopnet"``, ``"braix"``, ``"multiview"``, ``"lesion"``).
+        family: Name of the model's family (:mod:`protozoo.family`), whose explainer made it.
+        prototype_kind: What a prototype class is: ``"class"``, or ``"lesion"`` for the lesion head.
         bias: The logit's bias (the lesion head's diagnosis bias ``c``; 0 for the others).
         branch_probabilities: BRAIxProtoPNet++: ``{"global", "prototype", "ensemble"}`` -> (K,)
             probabilities; ``logit`` and ``contributions`` are the prototype branch's.
@@ -194,7 +197,8 @@ class Explanation:
     image: Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    kind: str = "protopnet"
+    family: str = "protopnet"
+    prototype_kind: str = "class"
     extra: dict[str, Any] = field(default_factory=dict)
     bias: float = 0.0
     branch_probabilities: dict[str, Tensor] | None = None
@@ -211,23 +215,6 @@ class Explanation:
 
 
 Inputs = Tensor | tuple[Tensor | None, ...]  # one image batch, or one batch per view (None: a missing view)
-Explainer = Callable[[Any, Any, Inputs, int, list[int | None]], list[Explanation]]
-EXPLAINERS: dict[type, Explainer] = {}
-
-
-def register_explainer(output_type: type) -> Callable[[Explainer], Explainer]:
-    """Decorator: use ``fn(model, output, images, top_k, class_idx)`` for outputs of ``output_type``.
-
-    ``fn`` gets the model, its output on ``images`` ((B, C, H, W), or a tuple of per-view batches
-    for a multi-view model: ``model(*images)``), ``top_k`` and one requested class (or None) per
-    image, and returns one :class:`Explanation` per image.
-    """
-
-    def decorate(fn: Explainer) -> Explainer:
-        EXPLAINERS[output_type] = fn
-        return fn
-
-    return decorate
 
 
 def explain(
@@ -280,59 +267,33 @@ def explain_batch(
     try:
         with torch.no_grad():
             output = model(*inputs)
-            return _explainer_for(output)(model, output, inputs[0] if isinstance(images, Tensor) else inputs, top_k, requested)
+            family = family_of(model)
+            explanations = family.resolved("explainer")(
+                model, output, inputs[0] if isinstance(images, Tensor) else inputs, top_k, requested)
     finally:
         model.train(was_training)
+    for explanation in explanations:
+        explanation.family, explanation.prototype_kind = family.name, family.prototype_kind
+    return explanations
 
 
 def _model_inputs(model: Any, images: Any) -> tuple[Tensor | None, ...]:
-    """The model's positional inputs: ``(images,)``, the tuple given, or a view dict in ``model.views`` order."""
+    """The model's positional inputs: ``(images,)``, the tuple given, or a dict in the family's input order."""
     if isinstance(images, Tensor):
         return (images,)
     if isinstance(images, Mapping):
-        views = tuple(getattr(model, "views", ()))
-        unknown = set(images) - set(views)
+        names = family_of(model).input_names
+        unknown = set(images) - set(names)
         if unknown:
-            raise ValueError(f"unknown views {sorted(unknown)}; this model reads the views {list(views)}")
-        return tuple(images.get(v) for v in views)
+            raise ValueError(f"unknown inputs {sorted(unknown)}; this model reads {list(names)}")
+        return tuple(images.get(name) for name in names)
     return tuple(images)
 
 
-def _explainer_for(output: Any) -> Explainer:
-    """The explainer of exactly this output type: a subclass (BRAIxOutput...) combines its evidence
-    differently from its parent, so it never falls back to the parent's explainer."""
-    if type(output) in EXPLAINERS:
-        return EXPLAINERS[type(output)]
-    known = ", ".join(t.__name__ for t in EXPLAINERS)
-    raise TypeError(
-        f"no explainer for model output {type(output).__name__} (explainers exist for: {known}); "
-        "add one with protozoo.explain.register_explainer"
-    )
-
-
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """(..., h, w) maps -> (..., H, W), bicubic (``align_corners=False``), as ProtoPNet upsamples."""
-    lead = maps.shape[:-2]
-    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()  # (N, 1, h, w)
-    return F.interpolate(flat, size=size, mode="bicubic", align_corners=False).reshape(*lead, *size)
-
-
-def high_activation_box(heatmap: Tensor, percentile: float = HIGH_ACTIVATION_PERCENTILE) -> Box:
-    """Bounding box of the pixels at or above the ``percentile``-th percentile of a (H, W) map.
-
-    ProtoPNet's ``find_high_activation_crop``: the percentile is numpy's (linear interpolation).
-
-    Returns:
-        Half-open ``(x0, y0, x1, y1)``.
-    """
-    threshold = torch.quantile(heatmap.flatten().float(), percentile / 100)
-    ys, xs = (heatmap >= threshold).nonzero(as_tuple=True)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def _label_names(model: Any) -> list[str]:
-    names = getattr(model.pretrained_cfg, "label_names", None)
-    return list(names) if names else [str(k) for k in range(model.num_classes)]
+    """(..., h, w) maps -> (..., H, W), bicubic (``align_corners=False``), as ProtoPNet upsamples
+    (:func:`protozoo.resample.upsample_bicubic`, the one upsampler push and the evaluators use)."""
+    return upsample_bicubic(maps, size)
 
 
 def _top_evidence(
@@ -373,11 +334,11 @@ def _top_evidence(
     ]
 
 
-@register_explainer(ProtoOutput)
-def _explain_protopnet(
+def explain_protopnet(
     model: Any, output: ProtoOutput, images: Tensor, top_k: int, requested: list[int | None]
 ) -> list[Explanation]:
-    names = _label_names(model)
+    names = output_class_names(model)
+    prototype_names = family_of(model).class_names(model)
     config = resolve_data_config(model)
     weight = model.last_layer.weight.detach()  # (K, P)
     probabilities = output.logits.float().softmax(dim=1).cpu()  # (B, K)
@@ -386,7 +347,7 @@ def _explain_protopnet(
     for b, image in enumerate(images):
         c = predicted[b] if requested[b] is None else int(requested[b])
         evidence = _top_evidence(model, output.similarities[b], output.distance_maps[b], weight[c], top_k,
-                                 tuple(images.shape[-2:]), names)
+                                 tuple(images.shape[-2:]), prototype_names)
         explanations.append(
             Explanation(
                 predicted=predicted[b],
@@ -405,33 +366,30 @@ def _explain_protopnet(
     return explanations
 
 
-@register_explainer(BRAIxOutput)
-def _explain_braix(
+def explain_braix(
     model: Any, output: BRAIxOutput, images: Tensor, top_k: int, requested: list[int | None]
 ) -> list[Explanation]:
     """ProtoPNet's explanation of the prototype branch, with the ensemble's prediction and every
     branch's probabilities: ``logit`` is the prototype branch's logit (what the prototypes add up
     to), ``probabilities`` / ``predicted`` the ensemble's (``output.logits`` is its log-probability)."""
-    explanations = _explain_protopnet(model, output, images, top_k, requested)
+    explanations = explain_protopnet(model, output, images, top_k, requested)
     branches = {
         "global": output.global_logits.float().softmax(dim=1).cpu(),  # (B, K)
         "prototype": output.prototype_logits.float().softmax(dim=1).cpu(),
         "ensemble": output.probabilities.float().cpu(),
     }
     for b, explanation in enumerate(explanations):
-        explanation.kind = "braix"
         explanation.logit = float(output.prototype_logits[b, explanation.class_idx])
         explanation.branch_probabilities = {name: p[b] for name, p in branches.items()}
     return explanations
 
 
-@register_explainer(MultiViewOutput)
-def _explain_multiview(
+def explain_multiview(
     model: Any, output: MultiViewOutput, images: tuple[Tensor | None, ...], top_k: int, requested: list[int | None]
 ) -> list[Explanation]:
     """Breast-level evidence: the view-max similarities' block and the co-occurrence block of the
     last layer; each top prototype with its heatmap and box in every present view."""
-    names = _label_names(model)
+    names = output_class_names(model)
     config = resolve_data_config(model)
     weight = model.last_layer.weight.detach()  # (K, P)
     co_weight = model.cross_view.cooccurrence_layer.weight.detach()  # (K, P)
@@ -476,7 +434,6 @@ def _explain_multiview(
                 image=next(iter(view_images.values())),
                 mean=tuple(config["mean"]),
                 std=tuple(config["std"]),
-                kind="multiview",
                 view_images=view_images,
                 cooccurrence_contributions=co_contributions.cpu(),
                 cooccurrence=[
@@ -492,13 +449,12 @@ def _explain_multiview(
     return explanations
 
 
-@register_explainer(LesionOutput)
-def _explain_lesion(
+def explain_lesion(
     model: Any, output: LesionOutput, images: Tensor, top_k: int, requested: list[int | None]
 ) -> list[Explanation]:
     """The diagnosis decomposed over lesions, ``logit_c = sum_l softplus(V)[c, l] sigmoid(lesion_l) + b_c``,
     and each lesion's own top prototypes by their contribution ``similarity * W[l, p]`` to its logit."""
-    names = _label_names(model)
+    names = output_class_names(model)
     lesion_names = model.lesion_names
     config = resolve_data_config(model)
     size = tuple(images.shape[-2:])
@@ -543,7 +499,6 @@ def _explain_lesion(
                 image=image.detach().cpu(),
                 mean=tuple(config["mean"]),
                 std=tuple(config["std"]),
-                kind="lesion",
                 bias=float(diagnosis_bias[c]),
                 lesions=lesions,
                 lesion_maps=lesion_maps[b],

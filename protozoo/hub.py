@@ -1,7 +1,8 @@
-"""Saving and loading models: ``config.json`` + ``model.safetensors`` (+ ``prototypes.json``).
+"""Model files: ``config.json`` + ``model.safetensors`` (+ ``prototypes.json``), locally and on the Hub.
 
-``protozoo.load`` takes an alias, ``arch[.tag]``, a local folder or ``hf-hub:org/repo[@revision]``
-(read through huggingface_hub's cache, so it works offline once cached).
+Saving, loading a folder, finding a registered model's weight folder (the zoo's ``weights/``, an
+explicit file, a Hub snapshot from huggingface_hub's cache). Names (aliases, ``arch.tag``) are
+resolved by :func:`protozoo.builder.load`, which builds on this module.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protozoo import registry
-from protozoo.models._base import ProtoModel
 from protozoo.pretrained import PretrainedCfg
 from protozoo.serialization import WeightFileError, load_strict, read_state_dict, write_json, write_state_dict
+
+if TYPE_CHECKING:
+    from protozoo.models._base import ProtoModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -132,53 +135,6 @@ def hub_snapshot(repo: str, cache_dir: str | Path | None = None) -> Path:
             f"Hub repo {repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached; "
             f"download it once on a connected machine (huggingface-cli download {repo_id}) or load a local folder"
         ) from err
-
-
-def load(name: str | Path, *, cache_dir: str | Path | None = None, **overrides: Any) -> ProtoModel:
-    """Load a model by alias, ``arch[.tag]``, local folder or ``hf-hub:org/repo[@revision]``.
-
-    A registered model without trained weights is built with an untrained head (and, where an
-    offline source exists, an ImageNet backbone) and an :class:`UntrainedWarning` says so.
-
-    Args:
-        name: What to load.
-        cache_dir: Hugging Face cache folder for ``hf-hub:`` names (default: the usual cache).
-        **overrides: Architecture arguments (see :func:`load_pretrained`).
-
-    Returns:
-        The model in eval mode.
-    """
-    name = str(name)
-    if name.startswith("hf-hub:"):
-        return load_pretrained(hub_snapshot(name.removeprefix("hf-hub:"), cache_dir), **overrides)
-    path = Path(name)
-    if path.is_dir():
-        return load_pretrained(path, **overrides)
-    if not registry.is_model(name) and (os.sep in name or path.suffix):
-        raise FileNotFoundError(f"{name!r} is neither a model folder nor a registered model name")
-    cfg = registry.resolve(name)
-    if cfg.has_weights:
-        return load_registered(cfg, **overrides)
-    return _load_untrained(name, cfg, overrides)
-
-
-def _load_untrained(name: str, cfg: PretrainedCfg, overrides: dict[str, Any]) -> ProtoModel:
-    from protozoo.backbone_weights import BackboneWeightsNotFound
-    from protozoo.builder import create_model
-
-    try:
-        model = create_model(cfg.name, pretrained_backbone=True, **overrides)
-        backbone = f"its backbone has ImageNet weights from {model.backbone_source}"
-    except BackboneWeightsNotFound:
-        model = create_model(cfg.name, **overrides)
-        backbone = "its backbone is randomly initialised too (no offline ImageNet weights for it)"
-    warnings.warn(
-        f"{name!r} has no trained weights yet: built the architecture with an untrained prototype head; "
-        f"{backbone}. Fine-tune it before use (protozoo train).",
-        UntrainedWarning,
-        stacklevel=3,
-    )
-    return model.eval()
 
 
 def push_to_hub(

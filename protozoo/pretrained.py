@@ -8,12 +8,33 @@ with its own input size, normalisation, label names, license and paper.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
+#: The ImageNet statistics: the one copy (``protozoo.data.transforms`` reads them from here).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+# The channel rule, for statistics and for pixels alike: channels that do not match the model's
+# become their mean, repeated to its channel count (gray -> RGB replicates; RGB -> gray averages).
+# timm folds a pretrained RGB stem onto one channel by summing it over RGB, which is the RGB model
+# fed the gray image three times: so the gray image's mean and std are the mean of the RGB ones.
+def channel_stats(stats: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    """Per-channel ``stats`` (mean or std) for ``channels`` channels, by the channel rule above."""
+    stats = tuple(float(v) for v in stats)
+    return stats if len(stats) == channels else (sum(stats) / len(stats),) * channels
+
+
+def adapt_image_channels(image: Tensor, channels: int) -> Tensor:
+    """A (C, H, W) image with ``channels`` channels, by the channel rule (gray replicated, RGB averaged)."""
+    if image.shape[0] == channels:
+        return image
+    return image.mean(0, keepdim=True).expand(channels, -1, -1)  # (channels, H, W)
 
 
 @dataclass(frozen=True)
@@ -84,3 +105,11 @@ class PretrainedCfg:
 
     def replace(self, **changes: Any) -> PretrainedCfg:
         return replace(self, **changes)
+
+
+def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
+    """The config with ``input_size``, ``mean`` and ``std`` for ``in_chans`` channels (:func:`channel_stats`)."""
+    if cfg.in_chans == in_chans:
+        return cfg
+    return cfg.replace(input_size=(in_chans, *cfg.input_size[1:]), mean=channel_stats(cfg.mean, in_chans),
+                       std=channel_stats(cfg.std, in_chans))

@@ -26,15 +26,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from protozoo._push_select import CODE, FLAT, LABEL, ORDER, Candidates, assign, id_code, merge
+from protozoo.family import family_of
 from protozoo.models._base import ProtoModel
-from protozoo.resample import upsample_bicubic
+from protozoo.boxes import HIGH_ACTIVATION_PERCENTILE, high_activation_boxes, mask_boxes, percentile, span_boxes
 
-__all__ = ["UNIQUE_SOURCES", "PushResult", "push_prototypes"]
+__all__ = ["UNIQUE_SOURCES", "PushResult", "high_activation_boxes", "mask_boxes", "percentile", "push_prototypes", "span_boxes"]
 
 UNIQUE_SOURCES = ("none", "per_class", "global")
 BOX_MAPS = ("pushed", "before")
-HIGH_ACTIVATION_PERCENTILE = 95  # ProtoPNet's find_high_activation_crop
-_CHUNK = 16  # images per step when computing boxes at the end
 
 
 @dataclass
@@ -61,7 +60,6 @@ def push_prototypes(
     device: torch.device | str | None = None,
     progress: bool = False,
     box_map: str = "pushed",
-    label_key: str = "label",
 ) -> PushResult:
     """Replace every prototype by its nearest latent patch of the data, and record where it came from.
 
@@ -92,8 +90,12 @@ def push_prototypes(
     Args:
         model: A ProtoPNet-family model; its prototypes are overwritten in place and
             ``model.provenance`` is set. Its training mode is restored afterwards.
-        loader: Batches with ``image`` (B, C, H, W), ``label`` (B,), ``id`` (B stable string ids)
-            and optionally ``path``; one image size throughout.
+        loader: Batches of the model's family (:mod:`protozoo.family`): each of the family's
+            views of a batch holds ``image`` (B, C, H, W), ``id`` (B stable string ids), optionally
+            ``path``, and the family's labels (``label`` (B,); the lesion head's ``lesions`` (B, L)
+            multi-hot, where a prototype of lesion l may come from any image with l present;
+            provenance ``label`` is then -1). A multi-view breast's views are images of their own
+            (ids ``"<breast>/cc"``, ``"<breast>/mlo"``). One image size throughout.
         class_specific: Take each prototype's patch from images of its own class only.
         unique_source: ``"none"``, ``"per_class"`` or ``"global"`` (see above).
         device: Where to run (default: the model's device); the model is moved there.
@@ -104,10 +106,6 @@ def push_prototypes(
             prototype before the push on the same image, as ProtoPNet's reference push saves it
             (its ``proto_dist_`` is computed before the prototypes are replaced). The pushed
             prototype's map peaks exactly at its source cell; the other need not.
-        label_key: The batch key holding the labels that decide which images a prototype may
-            come from: (B,) class indices, or (B, C) multi-hot labels, where a prototype of class c
-            may come from any image with label c present (the lesion head pushes its lesion
-            prototypes with ``label_key="lesions"``). Provenance ``label`` is -1 for multi-hot labels.
 
     Returns:
         A :class:`PushResult`.
@@ -127,13 +125,13 @@ def push_prototypes(
     model.to(device).eval()
     try:
         with torch.no_grad():
-            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress, label_key=label_key)
+            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress)
             candidates = merge([shard.to(device) for shard in _gather(local)], k)
         group = None if unique_source == "none" else prototype_class.cpu()
         if unique_source == "global":
             group = torch.zeros_like(group)
         choice = assign(candidates, group)
-        reused = _fall_back(choice, candidates, prototype_class.cpu(), unique_source, class_specific)
+        reused = _fall_back(model, choice, candidates, prototype_class.cpu(), unique_source, class_specific)
         return _apply(model, candidates, choice, reused, box_map)
     finally:
         model.train(was_training)
@@ -157,7 +155,6 @@ def _rank_world() -> tuple[int, int]:
 
 def _stream(
     model: ProtoModel, loader: Iterable[dict[str, Any]], *, k: int, class_specific: bool, progress: bool,
-    label_key: str = "label",
 ) -> Candidates | None:
     """One pass over this process's data -> its k best candidates per prototype (None if no data)."""
     rank, world = _rank_world()
@@ -166,20 +163,23 @@ def _stream(
     # Prototype classes are the model's classes, or e.g. the lesion types of a lesion head.
     members = _class_members(prototype_class, int(prototype_class.max()) + 1) if class_specific else None
     candidates, seen = None, 0
+    family = family_of(model)
+    labels_of = family.resolved("labels")
     for batch in tqdm(loader, desc="push", disable=not progress):
-        x = batch["image"].to(device)
-        z = model.latent(x)  # (B, D, H, W)
-        ids = [str(i) for i in (batch["id"].tolist() if isinstance(batch["id"], Tensor) else batch["id"])]
-        paths = batch.get("path") or [None] * len(ids)
-        order = [(seen + i) * world + rank for i in range(len(ids))]
-        seen += len(ids)
-        labels = torch.as_tensor(batch[label_key], device=device)  # (B,) or multi-hot (B, C)
-        fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k)
-        fresh.input_size = tuple(x.shape[2:])
-        if candidates is None:
-            candidates = Candidates.empty(model.num_prototypes, k, device)
-            candidates.feature_size, candidates.input_size = fresh.feature_size, fresh.input_size
-        candidates = merge([candidates, fresh], k)
+        for view in family.image_views(batch).values():
+            x = view["image"].to(device)
+            z = model.latent(x)  # (B, D, H, W)
+            ids = [str(i) for i in (view["id"].tolist() if isinstance(view["id"], Tensor) else view["id"])]
+            paths = view.get("path") or [None] * len(ids)
+            order = [(seen + i) * world + rank for i in range(len(ids))]
+            seen += len(ids)
+            labels = torch.as_tensor(labels_of(view), device=device)  # (B,) or multi-hot (B, C)
+            fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k)
+            fresh.input_size = tuple(x.shape[2:])
+            if candidates is None:
+                candidates = Candidates.empty(model.num_prototypes, k, device)
+                candidates.feature_size, candidates.input_size = fresh.feature_size, fresh.input_size
+            candidates = merge([candidates, fresh], k)
     return candidates
 
 
@@ -264,14 +264,17 @@ def _gather(local: Candidates | None) -> list[Candidates]:
 
 
 def _fall_back(
-    choice: Tensor, candidates: Candidates, prototype_class: Tensor, unique_source: str, class_specific: bool
+    model: ProtoModel, choice: Tensor, candidates: Candidates, prototype_class: Tensor, unique_source: str,
+    class_specific: bool,
 ) -> Tensor:
     """Give prototypes that greedy assignment left over their nearest patch; warn; (P,) reused flags."""
     available = candidates.distance.isfinite().sum(dim=1).cpu()  # (P,) distinct images each could take
     missing = (available == 0).nonzero()[:, 0].tolist()
     if missing:
-        classes = sorted({int(prototype_class[p]) for p in missing})
-        raise ValueError(f"no image of class(es) {classes} in the data: cannot push prototypes {missing}")
+        family = family_of(model)
+        names = [family.class_names(model)[c] for c in sorted({int(prototype_class[p]) for p in missing})]
+        raise ValueError(f"no image of {family.prototype_kind} {names} in the push data: cannot push prototypes "
+                         f"{missing}; push onto data that has every {family.prototype_kind}")
     reused = choice < 0
     by_class = class_specific or unique_source == "per_class"  # else one pool of images for all prototypes
     leftover: dict[int, list[int]] = defaultdict(list)  # class (or -1) -> its prototypes left over
@@ -369,50 +372,3 @@ def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[in
     from protozoo.receptive_field import receptive_field_boxes as cached_boxes
 
     return cached_boxes(model, cells, input_size)
-
-
-def high_activation_boxes(similarity: Tensor, input_size: tuple[int, int]) -> Tensor:
-    """ProtoPNet's high-activation crop of similarity maps.
-
-    Args:
-        similarity: (P, H, W) similarity maps.
-        input_size: (H_in, W_in) to upsample to (bicubic, ``align_corners=False``, by
-            :func:`upsample_bicubic`).
-
-    Returns:
-        (P, 4) long boxes [x0, y0, x1, y1], half-open, of the pixels >= the 95th percentile
-        (linear interpolation, as ``numpy.percentile``).
-    """
-    boxes = []
-    for chunk in similarity.split(_CHUNK):
-        up = upsample_bicubic(chunk, input_size)  # (n, H_in, W_in)
-        threshold = percentile(up.flatten(1), HIGH_ACTIVATION_PERCENTILE)[:, None]  # (n, 1)
-        boxes.append(span_boxes(up.amax(dim=2) >= threshold, up.amax(dim=1) >= threshold))
-    return torch.cat(boxes).cpu()
-
-
-def percentile(x: Tensor, q: float) -> Tensor:
-    """(N, M) -> (N,) q-th percentile of each row, linear interpolation (any M, unlike torch.quantile).
-
-    One partial selection: the values from the lower order statistic up, then their two smallest."""
-    position = q / 100 * (x.shape[1] - 1)
-    lo = int(position)
-    top = x.topk(x.shape[1] - lo, dim=1, sorted=False).values  # (N, M - lo): order statistics lo..M-1
-    low_high = top.topk(min(2, top.shape[1]), dim=1, largest=False).values  # (N, 1 or 2) ascending
-    low, high = low_high[:, 0], low_high[:, -1]
-    return low + (position - lo) * (high - low)
-
-
-def mask_boxes(mask: Tensor) -> Tensor:
-    """(N, H, W) bool -> (N, 4) long half-open bounding boxes [x0, y0, x1, y1]; whole image if empty."""
-    return span_boxes(mask.any(dim=2), mask.any(dim=1))
-
-
-def span_boxes(rows: Tensor, cols: Tensor) -> Tensor:
-    """(N, H) and (N, W) bool: the rows and columns a mask touches -> (N, 4) long boxes as :func:`mask_boxes`."""
-    (height, width), rows, cols = (rows.shape[1], cols.shape[1]), rows.int(), cols.int()
-    boxes = torch.stack(
-        [cols.argmax(1), rows.argmax(1), width - cols.flip(1).argmax(1), height - rows.flip(1).argmax(1)], dim=1
-    )
-    whole = torch.tensor([0, 0, width, height], device=rows.device)
-    return torch.where(rows.any(1)[:, None], boxes, whole)

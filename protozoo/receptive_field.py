@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor
 
+from protozoo.boxes import mask_boxes
 from protozoo.models._base import ProtoModel
 
 __all__ = ["clear_cache", "probe_receptive_field_boxes", "receptive_field_boxes"]
@@ -83,8 +84,6 @@ def probe_receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tu
     Returns:
         (N, 4) long boxes [x0, y0, x1, y1], half-open; the whole image where the gradient vanishes.
     """
-    from protozoo.push import mask_boxes
-
     device = model.prototypes.device
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(1, model.config.in_chans, *input_size, generator=generator).to(device)

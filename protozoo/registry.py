@@ -21,6 +21,7 @@ _entrypoints: dict[str, Callable] = {}  # arch -> entrypoint
 _module_of: dict[str, str] = {}  # arch -> defining module (the family)
 _pretrained: dict[str, dict[str, PretrainedCfg]] = {}  # arch -> tag -> cfg (insertion = preference)
 _aliases: dict[str, str] = {}  # alias -> arch or arch.tag
+_tag_args: dict[tuple[str, str], dict] = {}  # (arch, tag) -> the architecture arguments its weights were saved with
 
 
 def register_model(fn: F | None = None, *, default_cfg: PretrainedCfg | None = None) -> F | Callable[[F], F]:
@@ -51,13 +52,26 @@ def register_model(fn: F | None = None, *, default_cfg: PretrainedCfg | None = N
     return wrap(fn) if fn is not None else wrap
 
 
-def register_pretrained(cfg: PretrainedCfg) -> None:
-    """Register trained weights for an already registered architecture (``cfg.architecture``)."""
+def register_pretrained(cfg: PretrainedCfg, model_args: dict | None = None) -> None:
+    """Register trained weights for an already registered architecture (``cfg.architecture``).
+
+    Args:
+        cfg: Where the weights are and how to feed them.
+        model_args: The architecture arguments the weights were saved with (``config.json``'s
+            ``model_args``): ``create_model`` builds that architecture for the tag, as ``load`` does.
+    """
     if cfg.architecture not in _entrypoints:
         raise ValueError(f"cannot register weights for unknown architecture {cfg.architecture!r}")
     if not cfg.tag:
         raise ValueError("trained weights need a non-empty tag (the part after the dot)")
     _pretrained[cfg.architecture][cfg.tag] = cfg
+    if model_args is not None:
+        _tag_args[cfg.architecture, cfg.tag] = dict(model_args)
+
+
+def model_args(cfg: PretrainedCfg) -> dict:
+    """The architecture arguments of a registered tag's weights (empty for the untrained default)."""
+    return dict(_tag_args.get((cfg.architecture, cfg.tag), {}))
 
 
 def register_alias(alias: str, target: str) -> None:

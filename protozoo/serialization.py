@@ -1,9 +1,14 @@
-"""Reading and writing weight files: safetensors for what we write, ``weights_only`` for pickles."""
+"""Reading and writing files: safetensors for the weights we write, ``weights_only`` for pickles,
+and the one atomic-write helper (:func:`atomic_path`) every file a user keeps is written through.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +48,45 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     return checkpoint
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` in one rename on success.
+
+    Readers (and a run killed mid-write) see the old file or the new one, never half of one. The
+    temporary file is hidden (``.name.<random>.tmp<suffix>``, same folder, so the rename stays on
+    one file system; same suffix, so writers that read the format from it still can) and removed
+    when the write fails.
+
+    Example::
+
+        with atomic_path(out / "gallery.png") as tmp:
+            fig.savefig(tmp)
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: str | os.PathLike, *, encoding: str = "utf-8") -> None:
+    """Write a text file atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
 def write_state_dict(state_dict: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically (a temporary file, then rename)."""
+    """Write a safetensors file atomically (:func:`atomic_path`)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def write_json(data: Any, path: Path) -> None:
     """Write JSON atomically, indented for people to read."""
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(json.dumps(data, indent=2) + "\n", path)
 
 
 def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:

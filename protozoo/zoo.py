@@ -30,9 +30,10 @@ def register_weights(root: Path | None = None) -> list[str]:
         arch, tag = registry.split_model_name(folder.name)
         if not (folder / CONFIG_NAME).is_file() or not tag or not registry.is_model(arch):
             continue
-        saved = json.loads((folder / CONFIG_NAME).read_text()).get("pretrained_cfg", {})
-        cfg = PretrainedCfg.from_dict(saved).replace(architecture=arch, tag=tag, weights_dir=folder.name, file=None)
-        registry.register_pretrained(cfg)
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        cfg = PretrainedCfg.from_dict(config.get("pretrained_cfg", {})).replace(
+            architecture=arch, tag=tag, weights_dir=folder.name, file=None)
+        registry.register_pretrained(cfg, model_args=_architecture_args(config.get("model_args", {})))
         names.append(cfg.name)
     return names
 
@@ -44,3 +45,8 @@ def model_card(name: str) -> str | None:
         return None
     card = weights_root() / cfg.weights_dir / CARD_NAME
     return card.read_text() if card.is_file() else None
+
+
+def _architecture_args(model_args: dict) -> dict:
+    """A saved config's architecture arguments, less ``arch`` (the entrypoint sets it)."""
+    return {k: v for k, v in model_args.items() if k != "arch"}

@@ -9,7 +9,6 @@ defaults are meant to need longer training than a test can afford.
 import pytest
 import torch
 
-from protozoo.data.views import FlattenViews
 from protozoo.evaluate import classification, lesion_aurocs
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
@@ -28,7 +27,7 @@ def train_and_score(model_name, data, *, data_options, image_size, samples, epoc
                       data_options=data_options, prototypes_per_class=3, prototype_dim=32, feature_stage=3, **overrides)
     recipe = Recipe(epochs=epochs, warm_epochs=1, push_start=epochs, push_every=epochs, last_layer_epochs=2,
                     batch_size=32, lr=LR, global_epochs=1 if model_name.startswith("braix") else 0, loss=loss or {})
-    push_data = FlattenViews(run.push) if "multiview" in model_name else run.push
+    push_data = run.push  # a multi-view family pushes onto both views of each breast
     fit(run.model, run.train, recipe=recipe, push_data=push_data, progress=False, log=print)
     return classification(run.model.eval(), run.val), run.model, run.val
 

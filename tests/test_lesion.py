@@ -15,6 +15,7 @@ from protozoo.data.synthetic import FUNDUS_LESIONS, SyntheticFundus
 from protozoo.train import PHASES, Recipe, fit
 from protozoo.train.losses import LossWeights
 from protozoo.train.losses_lesion import multilabel_cluster_cost, multilabel_separation_cost
+from protozoo.family import family_of
 from protozoo.train.tasks import task_for
 
 TINY = dict(prototypes_per_class=2, prototype_dim=16, feature_stage=3)
@@ -103,7 +104,8 @@ def test_task_loss_terms_and_parameter_groups():
     assert {id(model.head.lesion_bias), id(model.head.diagnosis.raw_weight), id(model.last_layer.weight)} <= readout
     assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
     assert all("readout" in PHASES[phase].trainable for phase in ("warm", "joint", "last_layer"))
-    assert task.push_label_key == "lesions"  # lesion prototypes are pushed by the multi-hot lesion labels
+    # lesion prototypes are pushed by the multi-hot lesion labels: the family's labels are the lesions
+    assert torch.equal(family_of(model).resolved("labels")(batch), batch["lesions"])
 
 
 def _fit(epochs: int, samples: int, batch_size: int):
@@ -128,7 +130,7 @@ def test_push_puts_each_lesion_prototype_on_an_image_with_that_lesion():
     model = protozoo.create_model("protopnet_lesion_resnet18", **TINY).eval()
     data = SyntheticFundus("train", image_size=SIZE, num_samples=64)  # every lesion type appears
     loader = torch.utils.data.DataLoader(data, batch_size=8, collate_fn=collate_items)
-    result = protozoo.push_prototypes(model, loader, label_key="lesions")
+    result = protozoo.push_prototypes(model, loader)  # the family pushes by the multi-hot lesion labels
     items = {data[i]["id"]: data[i] for i in range(len(data))}
     for row in result.provenance:
         item = items[row["image_id"]]

@@ -147,7 +147,7 @@ def test_too_few_images_of_a_class_warns_and_reuses():
     assert [row["reused_source"] for row in rows[:4]] == [False] * 4
     assert rows[4]["reused_source"] != rows[5]["reused_source"]
     assert rows[4]["image_id"] == rows[5]["image_id"] == "img04"
-    with pytest.raises(ValueError, match=r"no image of class\(es\) \[2\]"):
+    with pytest.raises(ValueError, match=r"no image of class \['2'\]"):
         push_prototypes(make_model(), loader(data[:4]))
 
 

@@ -18,10 +18,9 @@ from protozoo.zoo import CARD_NAME, GOLDEN_NAME, model_card, register_weights
 TRAINED = protozoo.list_models(pretrained=True)
 
 
-def golden_inputs(golden: dict) -> tuple:
-    if "input/image" in golden:
-        return (golden["input/image"],)
-    return golden["input/cc"], golden["input/mlo"]
+def golden_inputs(model, golden: dict) -> tuple:
+    """The stored inputs in the order the model's family feeds them (``image``, or ``cc``, ``mlo``)."""
+    return tuple(golden[f"input/{name}"] for name in protozoo.family_of(model).input_names)
 
 
 @pytest.mark.parametrize("name", TRAINED)
@@ -35,11 +34,23 @@ def test_shipped_model_reproduces_its_golden_outputs(name):
         model = protozoo.load(name)
     golden = load_file(str(folder / GOLDEN_NAME))
     with torch.no_grad():
-        out = model(*golden_inputs(golden))
+        out = model(*golden_inputs(model, golden))
     torch.testing.assert_close(out.logits, golden["logits"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out.min_distances, golden["min_distances"], atol=1e-4, rtol=1e-4)
     assert len(model.provenance) == model.num_prototypes
     assert model.pretrained_cfg.label_names and len(model.pretrained_cfg.label_names) == model.num_classes
+
+
+@pytest.mark.parametrize("name", TRAINED + list(protozoo.list_aliases()))
+def test_a_tag_or_alias_never_changes_the_architecture(name):
+    """create_model(name) builds the architecture that load(name) loads: a tag names weights only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", protozoo.UntrainedWarning)
+        loaded = protozoo.load(name)
+    built = protozoo.create_model(name)
+    assert built.model_args() == loaded.model_args()
+    assert [k for k in built.state_dict()] == [k for k in loaded.state_dict()]
+    assert all(built.state_dict()[k].shape == v.shape for k, v in loaded.state_dict().items())
 
 
 @pytest.mark.parametrize("name", TRAINED)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from protozoo.evaluate import classification, localization
-    from protozoo.explain import explain
+    from protozoo.explanation import explain
     from protozoo.train import Recipe, fit
     from protozoo.train.session import prepare_run
     from protozoo.viz import render_gallery, render_panel, render_report

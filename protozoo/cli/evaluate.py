@@ -6,7 +6,6 @@ Prints a table of the scores and writes the full report (per-prototype and per-i
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if args.out:
+        from protozoo.serialization import write_json
+
         meta = {"model": args.model, "data": args.data, "split": args.split, "num_samples": len(dataset)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**meta, "metrics": report}, indent=2))
+        write_json({**meta, "metrics": report}, args.out)
         print(f"report written to {args.out}")
     return 0

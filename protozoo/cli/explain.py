@@ -1,16 +1,20 @@
-"""``protozoo explain --model NAME|DIR IMAGE... --out DIR``: one explanation panel per image + report.html."""
+"""``protozoo explain --model NAME|DIR IMAGE... --out DIR``: one explanation panel per image + report.html.
+
+A model whose family reads several images per item (a multi-view CC/MLO model) takes them in
+groups in the family's input order: ``protozoo explain --model mv LCC.dcm LMLO.dcm RCC.dcm RMLO.dcm``.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from protozoo.builder import load
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
-from protozoo.explain import explain
-from protozoo.hub import load
+from protozoo.explanation import explain
+from protozoo.family import family_of
 from protozoo.train.session import training_options
 from protozoo.viz.gallery import render_gallery
-from protozoo.viz.panel import render_panel
 from protozoo.viz.report import render_report
 
 
@@ -35,21 +39,34 @@ def run(args: argparse.Namespace) -> int:
     sources = None
     if args.sources:
         sources = load_dataset(args.sources, args.sources_split, transform=transform, **training_options(model, args.sources))
+    family = family_of(model)
+    names = family.input_names
+    if len(args.images) % len(names):
+        raise SystemExit(f"protozoo explain: a {family.title or family.name} model reads {len(names)} images per item "
+                         f"({', '.join(names)}, in that order); got {len(args.images)} files")
+    panel_of = family.resolved("panel")
     args.out.mkdir(parents=True, exist_ok=True)
-    panels, predicted = [], set()
-    for i, image_path in enumerate(args.images):
-        image = transform({"image": read_image(image_path)})["image"]  # (C, H, W)
-        explanation = explain(model, image, args.top_k, class_idx=args.class_idx)
-        stem = Path(image_path).stem
-        panel = args.out / f"{stem if all(Path(p).stem != stem for p in args.images[:i]) else f'{stem}_{i}'}_explanation.png"
-        render_panel(explanation, sources, path=panel)
+    panels, predicted, stems = [], set(), set()
+    for start in range(0, len(args.images), len(names)):
+        files = args.images[start:start + len(names)]
+        inputs = [transform({"image": read_image(path)})["image"] for path in files]  # (C, H, W) each
+        explanation = explain(model, inputs[0] if len(inputs) == 1 else tuple(inputs), args.top_k,
+                              class_idx=args.class_idx)
+        stem = "+".join(Path(path).stem for path in files)
+        stem = stem if stem not in stems else f"{stem}_{start}"
+        stems.add(stem)
+        panel = args.out / f"{stem}_explanation.png"
+        panel_of(explanation, sources, path=panel)
         panels.append(panel)
         predicted.add(explanation.predicted)
         print(f"{panel}  {explanation.predicted_name} ({explanation.probability:.2f})")
     gallery = None
-    if model.provenance is not None:  # the predicted classes' rows: a large model's full gallery is too big
+    if model.provenance is not None:
         gallery = args.out / "gallery.png"
-        render_gallery(model, sources, path=gallery, classes=sorted(predicted))
+        # The predicted classes' rows (a large model's full gallery is too big); all rows when the
+        # prototype classes are not the output classes (a lesion head's lesions).
+        rows = sorted(predicted) if family.prototype_kind == "class" else None
+        render_gallery(model, sources, path=gallery, classes=rows)
         print(gallery)
     report = render_report(args.out / "report.html", model=model, metrics={}, gallery_png=gallery, explanations=panels)
     print(report)

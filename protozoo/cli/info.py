@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from protozoo.backbone_weights import available_sources
 from protozoo.builder import create_model
-from protozoo.hub import CONFIG_NAME, weights_root
+from protozoo.family import family_of
 from protozoo.registry import list_aliases, resolve
 from protozoo.zoo import model_card
 
@@ -19,17 +18,18 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args.name)
-    model = create_model(cfg.architecture, **trained_args(cfg))
+    model = create_model(cfg.name if cfg.has_weights else args.name)  # the architecture of the weights described
+    family = family_of(model)
     config = model.config
     inputs = cfg if cfg.has_weights else model.pretrained_cfg  # trained: its own inputs; else adapted defaults
     counts = model.count_parameters()
     rows = [
         ("name", cfg.name + _how_named(args.name, cfg.name)),
-        ("family", type(model).__name__),
+        ("family", f"{family.title or family.name} ({type(model).__name__})"),
         ("backbone", f"{config.backbone} (timm), stage {config.feature_stage}, {model.backbone.out_channels} "
                      f"channels, stride {model.backbone.reduction}"),
-        ("head", f"{config.add_on} add-on -> {model.num_prototypes} prototypes of depth {config.prototype_dim} "
-                 f"({config.prototypes_per_class} per class x {model.num_classes} classes), {config.similarity} similarity"),
+        ("head", f"{config.add_on} add-on -> {family.describe_prototypes(model)} of depth {config.prototype_dim}, "
+                 f"{config.similarity} similarity; {model.num_classes} output classes"),
         ("parameters", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())),
         ("input", f"{inputs.input_size} mean {inputs.mean} std {inputs.std} ({inputs.interpolation})"),
         ("trained weights", _weights(cfg)),
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     if cfg.label_names:
         rows.append(("labels", ", ".join(cfg.label_names)))
+    if family.prototype_kind != "class":
+        rows.append((f"{family.prototype_kind} types", ", ".join(family.class_names(model))))
     if cfg.description:
         rows.append(("description", cfg.description))
     width = max(len(k) for k, _ in rows)
@@ -56,14 +58,6 @@ def _how_named(asked: str, name: str) -> str:
     if asked in list_aliases():
         return f"  (alias {asked})"
     return f"  (the default weights of {asked})"
-
-
-def trained_args(cfg) -> dict:
-    """The architecture arguments trained weights were saved with (none for an untrained name)."""
-    if not cfg.weights_dir:
-        return {}
-    config = weights_root() / cfg.weights_dir / CONFIG_NAME
-    return json.loads(config.read_text())["model_args"] if config.is_file() else {}
 
 
 def _weights(cfg) -> str:

@@ -6,15 +6,42 @@ the dataset has them, ``parts`` (K, 2) pixel (x, y), ``parts_visible`` (K,) bool
 and ``num_classes``; a transform maps an item dict to an item dict.
 """
 
-from protozoo.data.amd import AMDFundus
-from protozoo.data.cbis_ddsm import CBISDDSM
-from protozoo.data.cub import CUB200
-from protozoo.data.dicom import read_dicom
-from protozoo.data.fashion_mnist import FashionMNIST
-from protozoo.data.folder import CorruptFileError, DatasetLayoutError, ImageFolder, read_image
-from protozoo.data.specs import list_dataset_schemes, load_dataset, parse_spec
-from protozoo.data.transforms import AffineAug, build_transforms, resolve_data_config
-from protozoo.data.vindr import VinDrMammo
+import importlib
+from typing import Any
+
+# name -> defining submodule; imported on first use, so that reading a PNG never loads pydicom and
+# ``import protozoo`` loads no dataset module.
+_EXPORTS = {
+    "AMDFundus": "amd",
+    "AffineAug": "transforms",
+    "CBISDDSM": "cbis_ddsm",
+    "CUB200": "cub",
+    "CorruptFileError": "folder",
+    "DatasetLayoutError": "folder",
+    "FashionMNIST": "fashion_mnist",
+    "ImageFolder": "folder",
+    "VinDrMammo": "vindr",
+    "build_transforms": "transforms",
+    "list_dataset_schemes": "specs",
+    "load_dataset": "specs",
+    "parse_spec": "specs",
+    "read_dicom": "dicom",
+    "read_image": "folder",
+    "resolve_data_config": "transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"protozoo.data.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'protozoo.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "AMDFundus",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -17,18 +18,19 @@ from protozoo.data.folder import (
     OnError,
     Transform,
     check_label,
-    check_split,
     read_image,
     require,
 )
+from protozoo.lesions import ADAM_FOLDERS
+from protozoo.pretrained import adapt_image_channels
 
 CLASSES = ["non-AMD", "AMD"]
-LESIONS = ("drusen", "exudate", "hemorrhage", "scar", "others")
+LESIONS = tuple(ADAM_FOLDERS)  # protozoo names (protozoo.lesions), read from ADAM's Lesion_Masks/<folder>
 SPLIT_DIRS = {"train": "Training400", "val": "Validation400", "test": "Test400"}
 LAYOUT = (
     "PATH/[Training400/]{AMD/A*.jpg, Non-AMD/N*.jpg, Lesion_Masks/<lesion>/<image name>.bmp}; "
     "PATH/Validation400/<image> (resp. Test400) with a CSV 'ImgName,Label' in that folder or PATH "
-    f"and optionally its own Lesion_Masks/; lesions: {', '.join(LESIONS)}"
+    f"and optionally its own Lesion_Masks/; lesion folders: {', '.join(ADAM_FOLDERS.values())}"
 )
 
 
@@ -59,14 +61,18 @@ class AMDFundus(ItemDataset):
         root: ADAM folder (containing ``Training400/`` ...) or the training folder itself.
         split: ``train``, ``val`` or ``test``.
         transform: Callable over the item dict.
+        image_size: Side or ``(H, W)`` every image is resized to, masks following (None: as stored).
+        seed: Accepted for the common signature (the splits are the released folders).
+        val_fraction: Only 0: ADAM has its own val split (``Validation400``).
+        on_error: ``"raise"`` or ``"skip"`` corrupt images.
         masks: Load lesion masks (needs ``Lesion_Masks/`` in the split folder).
         lesion_value: ``"dark"`` or ``"bright"`` lesion pixels.
         labels_csv: CSV for val / test labels (default: searched, see the layout).
-        on_error: ``"raise"`` or ``"skip"`` corrupt images.
     """
 
     classes = CLASSES
     lesion_names = list(LESIONS)
+    has_val_split = True
 
     def __init__(
         self,
@@ -74,14 +80,17 @@ class AMDFundus(ItemDataset):
         split: str = "train",
         *,
         transform: Transform | None = None,
+        image_size: int | Sequence[int] | None = None,
+        seed: int = 0,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         masks: bool = True,
         lesion_value: Literal["dark", "bright"] = "dark",
         labels_csv: str | Path | None = None,
-        on_error: OnError = "raise",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error)
+        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                         on_error=on_error)
         self.root = require(Path(root), layout=LAYOUT)
-        self.split = check_split(split)
         self.lesion_value = lesion_value
         folder = self.root / SPLIT_DIRS[split]
         if split == "train" and not folder.is_dir() and (self.root / "AMD").is_dir():
@@ -104,7 +113,7 @@ class AMDFundus(ItemDataset):
         self.mask_dir = require(folder / "Lesion_Masks", layout=LAYOUT) if masks else None
         if self.mask_dir is not None:
             present = {p.name.lower(): p for p in self.mask_dir.iterdir() if p.is_dir()}
-            self.lesion_dirs = [present.get(lesion) for lesion in LESIONS]
+            self.lesion_dirs = [present.get(ADAM_FOLDERS[lesion]) for lesion in LESIONS]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -127,8 +136,8 @@ class AMDFundus(ItemDataset):
         path, label = self.samples[index]
         require(path, layout=LAYOUT)
         image = read_image(path)  # (C, H, W)
-        if image.shape[0] == 1:
-            image = image.expand(3, -1, -1).clone()
+        if image.shape[0] != 3:
+            image = adapt_image_channels(image, 3).clone()
         item: Item = {"image": image, "label": label, "id": path.stem, "path": str(path)}
         if self.mask_dir is not None:
             mask = self._mask(path.stem, tuple(image.shape[-2:]))  # (L, H, W)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,8 +20,6 @@ from protozoo.data.folder import (
     ItemDataset,
     OnError,
     Transform,
-    check_split,
-    official_split,
     require,
 )
 
@@ -89,15 +88,17 @@ class CBISDDSM(ItemDataset):
     Args:
         root: Dataset folder.
         split: ``train`` / ``test`` (the CSVs), or ``val`` carved from train by patient.
-        transform: Callable over each image item.
+        transform: Callable over each item (a breast's views are transformed one by one).
+        image_size: Side or ``(H, W)`` every image (each view) is resized to, masks following
+            (None: as stored).
+        seed: Seed of the val carve-out.
+        val_fraction: Fraction of train patients used as val.
+        on_error: ``"raise"`` or ``"skip"`` corrupt DICOMs.
         abnormality: ``"both"``, ``"mass"`` or ``"calc"`` CSVs.
         three_class: Keep ``BENIGN_WITHOUT_CALLBACK`` / ``BENIGN`` / ``MALIGNANT`` as classes.
         paired: One item per breast with ``views`` (else one per image).
         masks: Load ROI masks (``source="csv"`` only).
         source: ``"csv"`` or ``"headers"``.
-        val_fraction: Fraction of train patients used as val.
-        seed: Seed of the val carve-out.
-        on_error: ``"raise"`` or ``"skip"`` corrupt DICOMs.
     """
 
     def __init__(
@@ -106,18 +107,19 @@ class CBISDDSM(ItemDataset):
         split: str = "train",
         *,
         transform: Transform | None = None,
+        image_size: int | Sequence[int] | None = None,
+        seed: int = 0,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         abnormality: Literal["both", "mass", "calc"] = "both",
         three_class: bool = False,
         paired: bool = True,
         masks: bool = True,
         source: Literal["csv", "headers"] = "csv",
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        on_error: OnError = "raise",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error)
+        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                         on_error=on_error)
         self.root = require(Path(root), layout=LAYOUT)
-        self.split = check_split(split)
         self.three_class = three_class
         self.classes = list(PATHOLOGIES) if three_class else BINARY_CLASSES
         self.paired = paired
@@ -129,11 +131,7 @@ class CBISDDSM(ItemDataset):
             images = self._scan_headers()
         else:
             raise ValueError(f"source must be 'csv' or 'headers', got {source!r}")
-        images = {
-            k: im
-            for k, im in images.items()
-            if official_split(im.patient, split=split, official=im.official, seed=seed, val_fraction=val_fraction)
-        }
+        images = {k: im for k, im in images.items() if self.in_split(im.patient, im.official)}
         self.images = images
         self._resolved: dict[tuple[str, bool], Path] = {}
         if paired:

@@ -1,4 +1,4 @@
-"""Batching sample dicts whose keys vary: absent and ``None`` values are dropped, views recurse."""
+"""Batching sample dicts whose keys vary (absent and ``None`` values dropped, views recursed); moving batches to a device."""
 
 from __future__ import annotations
 
@@ -32,4 +32,13 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
             batch[key] = collate_items(values)
         else:
             batch[key] = values
+    return batch
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """``batch`` with every tensor moved to ``device``, recursing through dicts (``views``); other values as they are."""
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
     return batch

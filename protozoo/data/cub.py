@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -14,11 +15,10 @@ from protozoo.data.folder import (
     OnError,
     Transform,
     check_label,
-    check_split,
-    official_split,
     read_image,
     require,
 )
+from protozoo.pretrained import adapt_image_channels
 
 LAYOUT = (
     "PATH/{images.txt, image_class_labels.txt, train_test_split.txt, bounding_boxes.txt, classes.txt, "
@@ -54,10 +54,12 @@ class CUB200(ItemDataset):
         root: ``CUB_200_2011`` folder (or its parent).
         split: ``train`` / ``test`` (``train_test_split.txt``), or ``val`` carved from train.
         transform: Callable over the item dict.
-        crop_to_bbox: Crop each image to its bounding box.
-        val_fraction: Fraction of train used as val (hashed on the image id).
+        image_size: Side or ``(H, W)`` every image (after ``crop_to_bbox``) is resized to, parts
+            following (None: as stored).
         seed: Seed of the val carve-out.
+        val_fraction: Fraction of train used as val (hashed on the image id).
         on_error: ``"raise"`` or ``"skip"`` corrupt images.
+        crop_to_bbox: Crop each image to its bounding box.
     """
 
     def __init__(
@@ -66,17 +68,18 @@ class CUB200(ItemDataset):
         split: str = "train",
         *,
         transform: Transform | None = None,
-        crop_to_bbox: bool = False,
-        val_fraction: float = 0.0,
+        image_size: int | Sequence[int] | None = None,
         seed: int = 0,
+        val_fraction: float = 0.0,
         on_error: OnError = "raise",
+        crop_to_bbox: bool = False,
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error)
+        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                         on_error=on_error)
         root = Path(root)
         if not (root / "images.txt").exists() and (root / "CUB_200_2011" / "images.txt").exists():
             root = root / "CUB_200_2011"
         self.root = require(root, layout=LAYOUT)
-        self.split = check_split(split)
         self.crop_to_bbox = crop_to_bbox
         classes = _table(root / "classes.txt")
         self.classes = [classes[k][0] for k in sorted(classes)]
@@ -105,7 +108,7 @@ class CUB200(ItemDataset):
             where = f"{root / 'image_class_labels.txt'} image {image_id}"
             label = check_label(int(labels[image_id][0]) - 1, num_classes=len(self.classes), where=where)
             official = "train" if is_train[image_id][0] == "1" else "test"
-            if official_split(str(image_id), split=split, official=official, seed=seed, val_fraction=val_fraction):
+            if self.in_split(str(image_id), official):
                 self.samples.append((image_id, root / "images" / images[image_id][0], label))
         self.boxes = {k: [float(v) for v in fields] for k, fields in boxes.items()}
         self.locs = locs
@@ -119,8 +122,8 @@ class CUB200(ItemDataset):
         image_id, path, label = self.samples[index]
         require(path, layout=LAYOUT)
         image = read_image(path)  # (C, H, W)
-        if image.shape[0] == 1:  # a few CUB images are grayscale
-            image = image.expand(3, -1, -1).clone()
+        if image.shape[0] != 3:  # a few CUB images are grayscale
+            image = adapt_image_channels(image, 3).clone()
         loc = self.locs.get(image_id, torch.zeros(self.num_parts, 3))  # (K, 3)
         parts, visible = loc[:, :2].clone(), loc[:, 2] > 0  # (K, 2), (K,)
         if self.crop_to_bbox:

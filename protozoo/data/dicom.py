@@ -1,20 +1,29 @@
-"""DICOM reading: modality LUT, VOI LUT / windowing, MONOCHROME1 inversion, scaling to [0, 1]."""
+"""DICOM reading: modality LUT, VOI LUT / windowing, MONOCHROME1 inversion, scaling to [0, 1].
+
+pydicom is imported when a DICOM file is first read, so that reading PNGs never loads it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 import torch
-from pydicom.errors import InvalidDicomError
 
-from protozoo.data.folder import CorruptFileError, DatasetLayoutError
+from protozoo.data.errors import CorruptFileError, DatasetLayoutError
 
-try:  # pydicom >= 2.4 / 3
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-except ImportError:  # pydicom < 2.4
-    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+if TYPE_CHECKING:
+    import pydicom
+
+
+def _luts():
+    """pydicom's ``apply_modality_lut`` and ``apply_voi_lut``."""
+    try:  # pydicom >= 2.4 / 3
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom < 2.4
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
 
 
 def _voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
@@ -23,7 +32,7 @@ def _voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)
     # Windowing: probe the (monotonic) window function at both extremes.
-    low, high = apply_voi_lut(np.array([-1e12, 1e12]), ds)
+    low, high = _luts()[1](np.array([-1e12, 1e12]), ds)
     return float(min(low, high)), float(max(low, high))
 
 
@@ -42,6 +51,7 @@ def dicom_to_float(ds: pydicom.Dataset, *, voi: bool = True) -> np.ndarray:
     Returns:
         (H, W) float32 array in [0, 1].
     """
+    apply_modality_lut, apply_voi_lut = _luts()
     arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)  # (H, W)
     has_voi = "WindowCenter" in ds or bool(ds.get("VOILUTSequence"))
     if voi and has_voi:
@@ -69,6 +79,9 @@ def read_dicom(path: str | Path, *, voi: bool = True) -> torch.Tensor:
         DatasetLayoutError: The file does not exist.
         CorruptFileError: The file cannot be parsed or decoded.
     """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"missing DICOM file {path}")

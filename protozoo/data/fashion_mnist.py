@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,6 @@ from protozoo.data.folder import (
     OnError,
     Transform,
     check_label,
-    check_split,
-    official_split,
 )
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs the files.
@@ -61,17 +60,18 @@ def _find(root: Path, stem: str) -> Path:
 class FashionMNIST(ItemDataset):
     """Fashion-MNIST: 28x28 grayscale, 10 classes, 60k train / 10k test.
 
-    Items: ``image`` (1, 28, 28) float32 in [0, 1], ``label``, ``id`` (``"train/17"``).
-    Resize / 3-channel replication are done by the transform
+    Items: ``image`` (1, 28, 28) float32 in [0, 1] (``image_size``: resized), ``label``, ``id``
+    (``"train/17"``). 3-channel replication is done by the transform
     (:func:`protozoo.data.build_transforms` with ``input_size=(3, H, W)``).
 
     Args:
         root: Folder with the idx files (default: the Debian package location).
         split: ``train``, ``test``, or ``val`` (carved from train, needs ``val_fraction``).
         transform: Callable over the item dict.
-        val_fraction: Fraction of train used as val.
+        image_size: Side or ``(H, W)`` every image is resized to (None: 28 x 28).
         seed: Seed of the val carve-out.
-        on_error: Accepted for a uniform signature; idx files are read eagerly.
+        val_fraction: Fraction of train used as val.
+        on_error: Accepted for the common signature; idx files are read eagerly.
     """
 
     classes = CLASSES
@@ -82,15 +82,16 @@ class FashionMNIST(ItemDataset):
         split: str = "train",
         *,
         transform: Transform | None = None,
-        val_fraction: float = 0.0,
+        image_size: int | Sequence[int] | None = None,
         seed: int = 0,
+        val_fraction: float = 0.0,
         on_error: OnError = "raise",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error)
+        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                         on_error=on_error)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"missing {self.root}; expected layout: {LAYOUT}")
-        self.split = check_split(split)
         official = "test" if split == "test" else "train"
         prefix = "t10k" if official == "test" else "train"
         images_path = _find(self.root, f"{prefix}-images-idx3-ubyte")
@@ -104,7 +105,7 @@ class FashionMNIST(ItemDataset):
         keep = [
             i
             for i in range(len(labels))
-            if official_split(f"{prefix}/{i}", split=split, official=official, seed=seed, val_fraction=val_fraction)
+            if self.in_split(f"{prefix}/{i}", official)
         ]
         self.prefix = prefix
         self.indices = keep

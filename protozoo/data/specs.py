@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,17 +78,38 @@ def load_dataset(spec: str, split: str = "train", **options: Any) -> Dataset:
     ``cub:PATH``, ``cbis-ddsm:PATH``, ``vindr-mammo:PATH``, ``amd:PATH``,
     ``fashion-mnist[:PATH]`` (see ``docs/datasets.md``).
 
+    Every dataset takes the core options :data:`protozoo.data.base.CORE_OPTIONS`: ``transform``,
+    ``image_size`` (synthetic: generated at that side; files: resized to it), ``seed``,
+    ``val_fraction`` (a seeded val split carved from train where the layout has none) and
+    ``on_error``; and its own (``num_samples``, ``crop_to_bbox``, ``paired``...).
+
     Args:
         spec: ``scheme[:PATH]``.
         split: ``train``, ``val`` or ``test``.
-        **options: Keyword options of the dataset class (``transform``, ``seed``, ...).
+        **options: Keyword options of the dataset class.
 
     Returns:
         The dataset (items are dicts; see :mod:`protozoo.data`).
+
+    Raises:
+        TypeError: An option the dataset does not take; the message lists the ones it takes.
     """
     scheme, path = parse_spec(spec)
     module_name, _, class_name = SCHEMES[scheme].target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if cls is None:
         raise ImportError(f"spec {spec!r} needs {module_name}.{class_name}, which does not exist")
+    known = dataset_options(cls)
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"unknown option {name!r} for dataset {scheme!r} ({class_name}); "
+                            f"known options: {', '.join(known)}{hint}")
     return cls(split, **options) if path is None else cls(path, split, **options)
+
+
+def dataset_options(cls: type) -> list[str]:
+    """The keyword options a dataset class takes (its signature, less ``root`` and ``split``)."""
+    parameters = inspect.signature(cls).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from protozoo.pretrained import IMAGENET_MEAN, IMAGENET_STD, adapt_image_channels, channel_stats
+
 Item = dict[str, Any]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CONFIG: dict[str, Any] = {
     "input_size": (3, 224, 224),
     "interpolation": "bicubic",
@@ -29,7 +29,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "std": IMAGENET_STD,
     "crop_pct": 0.875,
 }
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str, Any]:
@@ -38,8 +37,8 @@ def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str,
     Sources, lowest priority first: :data:`DEFAULT_CONFIG` (3x224x224, ImageNet mean / std,
     bicubic, crop_pct 0.875); ``model_or_cfg`` (a dict, or an object whose ``pretrained_cfg``
     attribute, or the object itself, has these keys / attributes); non-None ``overrides``.
-    ``mean`` / ``std`` are adapted to the channel count (one value repeated; three averaged
-    for one channel).
+    ``mean`` / ``std`` are adapted to the channel count by protozoo's one channel rule
+    (:func:`protozoo.pretrained.channel_stats`: kept when they match, else their mean repeated).
 
     Args:
         model_or_cfg: Model, pretrained config (dataclass, any object or dict), or None.
@@ -62,14 +61,7 @@ def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str,
     config["input_size"] = tuple(int(v) for v in config["input_size"])
     channels = config["input_size"][0]
     for key in ("mean", "std"):
-        stats = tuple(float(v) for v in config[key])
-        if len(stats) == 1:
-            stats = stats * channels
-        elif channels == 1 and len(stats) == 3:
-            stats = (sum(stats) / 3,)
-        if len(stats) != channels:
-            raise ValueError(f"{key} {stats} does not match input_size {config['input_size']}")
-        config[key] = stats
+        config[key] = channel_stats(config[key], channels)
     return config
 
 
@@ -140,11 +132,7 @@ class ItemTransform:
             self._flip(item)
         if self.train and self.affine is not None:
             self._random_affine(item, self.affine)
-        image = item["image"].clamp(0, 1)
-        if image.shape[0] == 1 and self.channels == 3:
-            image = image.expand(3, -1, -1)
-        elif image.shape[0] == 3 and self.channels == 1:
-            image = (image * torch.tensor(_LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+        image = adapt_image_channels(item["image"].clamp(0, 1), self.channels)
         item["image"] = (image - self.mean) / self.std  # (C, H, W)
         return item
 
@@ -166,16 +154,7 @@ class ItemTransform:
         return self._center_crop(h, w)
 
     def _resized_crop(self, item: Item, top: int, left: int, ch: int, cw: int) -> None:
-        size = [self.height, self.width]
-        item["image"] = TF.resized_crop(item["image"], top, left, ch, cw, size, self.interpolation, antialias=True)
-        if "mask" in item:
-            mask = item["mask"]
-            out = TF.resized_crop(mask.float(), top, left, ch, cw, size, InterpolationMode.NEAREST)
-            item["mask"] = out.to(mask.dtype)  # (L, H, W)
-        if "parts" in item:
-            scale = torch.tensor([self.width / cw, self.height / ch])
-            offset = torch.tensor([left, top], dtype=torch.float32)
-            self._set_parts(item, (item["parts"].float() - offset + 0.5) * scale - 0.5)
+        resized_crop(item, (top, left, ch, cw), (self.height, self.width), self.interpolation)
 
     def _flip(self, item: Item) -> None:
         item["image"] = item["image"].flip(-1)
@@ -215,12 +194,50 @@ class ItemTransform:
             self._set_parts(item, parts @ forward[:2, :2].T + forward[:2, 2])
 
     def _set_parts(self, item: Item, parts: torch.Tensor) -> None:
-        """Stores moved keypoints; those now outside the image become invisible."""
-        x, y = parts[:, 0], parts[:, 1]
-        inside = (x >= -0.5) & (x < self.width - 0.5) & (y >= -0.5) & (y < self.height - 0.5)
-        item["parts"] = parts  # (K, 2)
-        if "parts_visible" in item:
-            item["parts_visible"] = item["parts_visible"] & inside  # (K,)
+        set_parts(item, parts, (self.height, self.width))
+
+
+def set_parts(item: Item, parts: torch.Tensor, size: tuple[int, int]) -> None:
+    """Stores moved keypoints in ``item``; those now outside an image of ``size`` (H, W) become invisible."""
+    height, width = size
+    x, y = parts[:, 0], parts[:, 1]
+    inside = (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5)
+    item["parts"] = parts  # (K, 2)
+    if "parts_visible" in item:
+        item["parts_visible"] = item["parts_visible"] & inside  # (K,)
+
+
+def resized_crop(item: Item, box: tuple[int, int, int, int], size: tuple[int, int],
+                 interpolation: InterpolationMode) -> None:
+    """Crops ``box`` (top, left, height, width) of the item and resizes it to ``size`` (H, W), in place.
+
+    ``image`` with ``interpolation`` (antialiased), ``mask`` nearest, ``parts`` mapped as pixel
+    centres (see the module docstring). The one resampling step of the transforms and of
+    datasets' ``image_size``.
+    """
+    top, left, ch, cw = box
+    height, width = size
+    item["image"] = TF.resized_crop(item["image"], top, left, ch, cw, [height, width], interpolation, antialias=True)
+    if "mask" in item:
+        mask = item["mask"]
+        out = TF.resized_crop(mask.float(), top, left, ch, cw, [height, width], InterpolationMode.NEAREST)
+        item["mask"] = out.to(mask.dtype)  # (L, H, W)
+    if "parts" in item:
+        scale = torch.tensor([width / cw, height / ch])
+        offset = torch.tensor([left, top], dtype=torch.float32)
+        set_parts(item, (item["parts"].float() - offset + 0.5) * scale - 0.5, size)
+
+
+def resize_item(item: Item, size: tuple[int, int], interpolation: str = DEFAULT_CONFIG["interpolation"]) -> Item:
+    """A copy of the item with its whole image resized to ``size`` (H, W), mask and parts following.
+
+    The aspect ratio is not kept (as ProtoPNet resizes CUB crops to 224 x 224); what a model
+    then sees is decided by the transform.
+    """
+    item = dict(item)
+    _, h, w = item["image"].shape
+    resized_crop(item, (0, 0, h, w), size, InterpolationMode(interpolation))
+    return item
 
 
 def build_transforms(
@@ -239,7 +256,8 @@ def build_transforms(
     ``crop_pct`` crop), done as one resized crop. Train: a random resized crop (area fraction
     ``crop_scale``, aspect ``crop_ratio``; ``crop_scale=None`` uses the eval crop), a horizontal
     flip with probability ``hflip``, and a random affine (``affine``; None disables). Then
-    gray -> 3 channels (replicate) or RGB -> 1 channel (luma) to match ``input_size``, and
+    channels adapted to ``input_size`` by the one channel rule (gray replicated, RGB averaged:
+    :func:`protozoo.pretrained.adapt_image_channels`, as ``mean`` / ``std`` are), and
     ``(x - mean) / std``. ``image`` uses the config's interpolation (antialiased),
     ``mask`` nearest; ``parts`` / ``parts_visible`` follow (see the module docstring).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -17,8 +18,6 @@ from protozoo.data.folder import (
     OnError,
     Transform,
     check_label,
-    check_split,
-    official_split,
     require,
 )
 
@@ -53,13 +52,15 @@ class VinDrMammo(ItemDataset):
     Args:
         root: Dataset folder.
         split: ``train`` (``split == "training"``), ``test``, or ``val`` carved from train by study.
-        transform: Callable over each image item.
+        transform: Callable over each item (a breast's views are transformed one by one).
+        image_size: Side or ``(H, W)`` every image (each view) is resized to, masks following
+            (None: as stored).
+        seed: Seed of the val carve-out.
+        val_fraction: Fraction of train studies used as val.
+        on_error: ``"raise"`` or ``"skip"`` corrupt DICOMs.
         label_mode: ``"binary"`` or ``"birads"``.
         paired: One item per breast with ``views`` (else one per image).
         masks: Build box masks from ``finding_annotations.csv``.
-        val_fraction: Fraction of train studies used as val.
-        seed: Seed of the val carve-out.
-        on_error: ``"raise"`` or ``"skip"`` corrupt DICOMs.
     """
 
     def __init__(
@@ -68,18 +69,19 @@ class VinDrMammo(ItemDataset):
         split: str = "train",
         *,
         transform: Transform | None = None,
+        image_size: int | Sequence[int] | None = None,
+        seed: int = 0,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         label_mode: Literal["binary", "birads"] = "binary",
         paired: bool = True,
         masks: bool = True,
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        on_error: OnError = "raise",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error)
+        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                         on_error=on_error)
         if label_mode not in ("binary", "birads"):
             raise ValueError(f"label_mode must be 'binary' or 'birads', got {label_mode!r}")
         self.root = require(Path(root), layout=LAYOUT)
-        self.split = check_split(split)
         self.label_mode = label_mode
         self.classes = BINARY_CLASSES if label_mode == "binary" else BIRADS_CLASSES
         self.paired = paired
@@ -88,7 +90,7 @@ class VinDrMammo(ItemDataset):
         self.rows: dict[str, dict[str, str]] = {}
         for n, row in enumerate(_read_csv(breast_csv), start=2):
             official = "test" if row["split"].strip().lower() == "test" else "train"
-            if official_split(row["study_id"], split=split, official=official, seed=seed, val_fraction=val_fraction):
+            if self.in_split(row["study_id"], official):
                 row["label"] = str(self._label(row["breast_birads"], where=f"{breast_csv} line {n}"))
                 self.rows[row["image_id"]] = row
         self.boxes: dict[str, list[tuple[float, float, float, float]]] = {}

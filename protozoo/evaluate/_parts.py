@@ -1,9 +1,8 @@
 """Shared machinery of the evaluators.
 
-- :func:`prototype_maps`, :func:`model_logits` and :func:`own_prototypes`: the adapters from a
-  model and a batch to ``{view: (B, P, H, W)}`` similarity maps, to logits and to the prototypes
-  of each image's class(es); every head family (ProtoPNet, multi-view CC/MLO, lesion) plugs in
-  there.
+- :func:`prototype_maps`, :func:`model_logits` and :func:`own_prototypes`: a model and a batch
+  to ``{view: (B, P, H, W)}`` similarity maps, to logits and to the prototypes of each image's
+  prototype class(es), each read from the model's family (:mod:`protozoo.family`).
 - Batching (:func:`iterate_batches`), class masks, JSON conversion.
 - The part geometry of Huang et al. (ICCV 2023): a fixed box around the peak of each bicubically
   upsampled map, and which visible parts lie inside it; :func:`scan_parts` runs it over a dataset
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from protozoo.data.collate import collate_items
+from protozoo.data.collate import collate_items, to_device
+from protozoo.family import family_of
 from protozoo.resample import bicubic_pair
 
 REFERENCE_HALF_SIZE = 36  # Huang et al.: a 72 x 72 box ...
@@ -32,14 +31,10 @@ Batch = dict[str, Any]
 
 
 def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
-    """Similarity maps of every prototype, per view; higher = more alike.
+    """Similarity maps of every prototype, per view of the model's family; higher = more alike.
 
-    The one place that knows how a model family exposes its maps:
-
-    - ProtoPNet-style (and the lesion head, whose prototypes are the lesion prototypes): reads
-      ``batch["image"]`` and gives ``{"image": model.similarity_maps(image)}``;
-    - multi-view (``model.views``, e.g. CC/MLO): ``{view: model.similarity_maps(view image)}`` for
-      every view in ``batch["views"]`` (the prototypes are single-view latent patches).
+    ``{"image": maps}`` for single-image families; ``{view: maps}`` for every view in the batch of
+    a multi-view family (its prototypes are single-view latent patches).
 
     Args:
         model: A prototype model.
@@ -49,48 +44,30 @@ def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
         ``{view name: (B, P, H, W) similarity maps}``; the view name also says where the view's
         ``image`` / ``parts`` / ``mask`` live in the batch (see :func:`view_batch`).
     """
-    views = getattr(model, "views", None)
-    if views is not None:
-        return {v: model.similarity_maps(batch["views"][v]["image"]) for v in views if v in batch["views"]}
-    return {"image": model.similarity_maps(batch["image"])}
+    return {view: model.similarity_maps(items["image"]) for view, items in family_of(model).image_views(batch).items()}
 
 
 def model_logits(model: nn.Module, batch: Batch) -> Tensor:
-    """(B, num_classes) logits of a batch: ``model(batch["image"]).logits`` for ProtoPNet (the
-    diagnosis logits for the lesion head); ``model(cc, mlo).logits`` from ``batch["views"]`` for a
-    multi-view model (a view absent from the batch is passed as None); a plain classifier's output
-    tensor is taken as is."""
-    views = getattr(model, "views", None)
-    if views is not None:
-        output = model(*(batch["views"][v]["image"] if v in batch["views"] else None for v in views))
-    else:
+    """(B, num_classes) logits of a batch, fed as the model's family feeds it (the diagnosis logits
+    for the lesion head; ``model(cc, mlo)`` for a multi-view model); a plain classifier, of no
+    protozoo family, gets ``batch["image"]`` and its output tensor is taken as is."""
+    try:
+        family = family_of(model)
+    except TypeError:
         output = model(batch["image"])
-    return output.logits if hasattr(output, "logits") else output
+        return output.logits if hasattr(output, "logits") else output
+    return family.logits(model, batch)
 
 
 def own_prototypes(model: nn.Module, batch: Batch, source: str = "true") -> Tensor:
-    """(B, P) bool: the prototypes of each image's class(es), which the evaluators score.
+    """(B, P) bool: the prototypes of each item's prototype classes, which the evaluators score.
 
-    ProtoPNet-style and multi-view: the prototypes of the image's class (any positive class of
-    multi-hot labels), from ``batch["label"]`` (``source="true"``) or the arg-max of
-    :func:`model_logits` (``"predicted"``). Lesion head (``model.lesion_names``): the prototypes of
-    the lesions present, from ``batch["lesions"]`` (L,) multi-hot or the lesion logits > 0.
-
-    Args:
-        model: A prototype model.
-        batch: A collated batch.
-        source: ``"true"`` or ``"predicted"``.
+    The family decides (:meth:`protozoo.family.Family.own_prototypes`): the prototypes of the
+    image's class (any positive class of multi-hot labels) for ProtoPNet-style and multi-view
+    heads, of the lesions present for the lesion head; from the labels (``source="true"``) or
+    from what the model finds (``"predicted"``).
     """
-    if source not in ("true", "predicted"):
-        raise ValueError(f"source must be 'true' or 'predicted', got {source!r}")
-    if getattr(model, "lesion_names", None) is not None:
-        if source == "true" and "lesions" not in batch:
-            raise ValueError("the lesion head's prototypes are scored on the lesions present: items need 'lesions' (L,) multi-hot")
-        present = batch["lesions"] > 0 if source == "true" else model(batch["image"]).lesion_logits > 0  # (B, L)
-    else:
-        labels = batch["label"] if source == "true" else model_logits(model, batch).argmax(dim=1)
-        present = class_mask(labels, model.num_classes)  # (B, K)
-    return present[:, model.prototype_class.to(present.device)]  # (B, P)
+    return family_of(model).own_prototypes(model, batch, source)
 
 
 def view_batch(batch: Batch, view: str) -> Batch:
@@ -114,26 +91,11 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {key: _to_device(v, device) for key, v in value.items()}
-    return value
-
-
 def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device) -> Iterator[Batch]:
     """Collated batches of the dataset in order, tensors moved to ``device``."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
     for batch in loader:
-        yield _to_device(batch, device)
-
-
-def class_mask(labels: Tensor, num_classes: int) -> Tensor:
-    """(B,) class indices or (B, K) multi-hot labels -> (B, K) bool membership."""
-    if labels.ndim == 1:
-        return F.one_hot(labels.long(), num_classes).bool()
-    return labels > 0
+        yield to_device(batch, device)
 
 
 def jsonable(value: Any) -> Any:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -22,6 +21,7 @@ from protozoo.evaluate._parts import (
     prototype_maps,
     view_batch,
 )
+from protozoo.resample import upsample_bicubic
 
 CLASS_SOURCES = ("true", "predicted")
 METRICS = ("pointing_game", "iou", "dice", "activation_precision")
@@ -86,7 +86,7 @@ def per_image_localization(
     size = tuple(lesion.shape[-2:])
     maps = maps.float()
     if tuple(maps.shape[-2:]) != size:
-        maps = F.interpolate(maps[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]  # (B, H, W)
+        maps = upsample_bicubic(maps, size)  # (B, H, W)
     flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
     low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)  # (B, 1)
     predicted = (flat - low) / (high - low).clamp_min(1e-12) >= threshold  # (B, HW)
@@ -182,7 +182,7 @@ def localization(
         top_fraction: Pixel fraction of the activation precision.
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
-        view: Which view to score for multi-view models; None for single-view models.
+        view: Score only this view of a multi-view model; None: every view (each view an image).
 
     Returns:
         A :class:`LocalizationResult`.
@@ -192,15 +192,15 @@ def localization(
     with torch.inference_mode():
         for batch in iterate_batches(dataset, batch_size, device):
             all_maps = prototype_maps(model, batch)
-            view = pick_view(list(all_maps), view)
-            items = view_batch(batch, view)
-            if "mask" not in items:
-                raise ValueError("localization needs items with a 'mask' (L, H, W); this dataset has none")
-            maps = top_prototype_maps(model, batch, all_maps[view], class_source)  # (B, h, w)
-            scores = per_image_localization(maps, items["mask"], threshold=threshold, top_fraction=top_fraction)
-            for name, value in scores.items():
-                per_image[name].append(value)
+            for shown in list(all_maps) if view is None else [pick_view(list(all_maps), view)]:
+                items = view_batch(batch, shown)
+                if "mask" not in items:
+                    raise ValueError("localization needs items with a 'mask' (L, H, W); this dataset has none")
+                maps = top_prototype_maps(model, batch, all_maps[shown], class_source)  # (B, h, w)
+                scores = per_image_localization(maps, items["mask"], threshold=threshold, top_fraction=top_fraction)
+                for name, value in scores.items():
+                    per_image[name].append(value)
     if not per_image["iou"]:
         raise ValueError("the dataset is empty")
-    details = {"class_source": class_source, "view": view, "map": "top prototype of the class"}
+    details = {"class_source": class_source, "view": view or "all", "map": "top prototype of the class"}
     return _summarise({name: torch.cat(values) for name, values in per_image.items()}, threshold, top_fraction, details)

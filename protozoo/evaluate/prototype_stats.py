@@ -12,7 +12,8 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from protozoo.evaluate._parts import class_mask, iterate_batches, jsonable, model_device, pick_view, prototype_maps
+from protozoo.evaluate._parts import iterate_batches, jsonable, model_device, pick_view, prototype_maps
+from protozoo.family import class_mask, family_of
 
 
 @dataclass
@@ -81,7 +82,7 @@ def prototype_stats(
     position of every image, several may come from one image) with the highest similarity, i.e.
     the smallest distance under the model's own distance (the similarity is a decreasing
     function of it). Purity is the share of them whose image's label is the prototype's class
-    (for multi-hot labels: includes it).
+    (for multi-hot labels: includes it; for a lesion head: shows the prototype's lesion).
 
     Args:
         model: A prototype model with ``prototypes`` (P, D) and ``prototype_class``.
@@ -91,9 +92,11 @@ def prototype_stats(
         duplicate_distance: If given, pairs with squared L2 distance <= this are too.
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
-        view: Which view for multi-view models; None for single-view models.
+        view: Only this view's patches for multi-view models; None: the patches of every view.
     """
     device = torch.device(device) if device is not None else model_device(model)
+    family = family_of(model)
+    labels_of = family.resolved("labels")  # the prototype classes of an item (a lesion head: its lesions)
     prototype_class = model.prototype_class.to(device)  # (P,)
     best = torch.empty(prototype_class.numel(), 0, device=device)  # (P, <=k) similarities
     best_image = torch.empty(prototype_class.numel(), 0, dtype=torch.long, device=device)  # (P, <=k)
@@ -101,18 +104,18 @@ def prototype_stats(
     with torch.inference_mode():
         for batch in iterate_batches(dataset, batch_size, device):
             all_maps = prototype_maps(model, batch)
-            view = pick_view(list(all_maps), view)
-            maps = all_maps[view]  # (B, P, H, W)
+            views = list(all_maps) if view is None else [pick_view(list(all_maps), view)]
+            maps = torch.cat([all_maps[v] for v in views], dim=3)  # (B, P, H, V W): every view's patches
             b, _, h, w = maps.shape
             image = repeat(torch.arange(offset, offset + b, device=device), "b -> p (b h w)", p=maps.shape[1], h=h, w=w)
             candidates = torch.cat([best, rearrange(maps.float(), "b p h w -> p (b h w)")], dim=1)
             best, order = candidates.topk(min(k, candidates.shape[1]), dim=1)  # (P, k)
             best_image = torch.cat([best_image, image], dim=1).gather(1, order)
-            labels.append(batch["label"])
+            labels.append(torch.as_tensor(labels_of(batch)))
             offset += b
     if not labels:
         raise ValueError("the dataset is empty")
-    member = class_mask(torch.cat(labels), model.num_classes)  # (N, K)
+    member = class_mask(torch.cat(labels), len(family.class_names(model)))  # (N, C)
     purity = member[best_image, prototype_class[:, None].expand_as(best_image)].float().mean(dim=1)  # (P,)
     provenance = getattr(model, "provenance", None)
     duplicates = duplicate_pairs(model.prototypes.detach(), cosine=duplicate_cosine, distance=duplicate_distance)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from protozoo import hub
 from protozoo.pretrained import PretrainedCfg
 
 
@@ -75,13 +76,9 @@ class ProtoModel(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json``, ``model.safetensors`` (and ``prototypes.json`` after a push)."""
-        from protozoo.hub import save_pretrained
-
-        return save_pretrained(self, directory)
+        return hub.save_pretrained(self, directory)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the saved files to the Hugging Face Hub (``huggingface_hub.upload_folder``)."""
-        from protozoo.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return hub.push_to_hub(self, repo_id, **kwargs)
 

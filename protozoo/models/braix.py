@@ -9,15 +9,14 @@ image within a class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from protozoo.models.protopnet import BACKBONES, ProtoPNet, ProtoPNetConfig
+from protozoo.family import Family, register_family
+from protozoo.models.protopnet import ProtoPNet, ProtoPNetConfig
 from protozoo.outputs import BRAIxOutput
-from protozoo.pretrained import PretrainedCfg
-from protozoo.registry import register_alias, register_model
+from protozoo.registry import register_alias
 
 __all__ = ["BRAIxConfig", "BRAIxProtoPNet"]
 
@@ -73,21 +72,13 @@ class BRAIxProtoPNet(ProtoPNet):
         return super().parameter_groups() | {"global_head": list(self.global_head.parameters())}
 
 
-def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
-    arch = f"braix_protopnet_pp_{suffix}"
-
-    def entrypoint(**overrides: Any) -> BRAIxProtoPNet:
-        return BRAIxProtoPNet(replace(BRAIxConfig(arch=arch, backbone=timm_name), **overrides))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = arch
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"BRAIxProtoPNet++ on timm ``{timm_name}``. Keyword arguments override :class:`BRAIxConfig`."
-    register_model(entrypoint, default_cfg=default_cfg.replace(paper=PAPER))
-    globals()[arch] = entrypoint
-
-
-for _suffix, (_timm_name, _cfg) in BACKBONES.items():
-    _make_entrypoint(_suffix, _timm_name, _cfg)
+register_family(Family(
+    example_data="synthetic-mammo",
+    name="braix_protopnet_pp", model_class=BRAIxProtoPNet, title="BRAIxProtoPNet++ (Wang et al. 2022)", paper=PAPER,
+    loss="protozoo.train.losses_medical:braix_loss", explainer="protozoo.explanation:explain_braix",
+    # The global branch alone, then prototypes, then jointly; no source image reused within a class.
+    recipe={"global_epochs": 5, "unique_source": "per_class"},
+))
 
 # The default model: EfficientNet-Lite0 (real ImageNet weights offline), one-channel mammograms,
 # normal / benign / malignant.

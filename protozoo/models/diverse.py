@@ -6,12 +6,10 @@ The architecture is ProtoPNet's; what differs is training (``protozoo.train``): 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
-from protozoo.models.protopnet import BACKBONES, PAPER, ProtoPNet, ProtoPNetConfig
-from protozoo.pretrained import PretrainedCfg
-from protozoo.registry import register_model
+from protozoo.family import Family, register_family
+from protozoo.models.protopnet import PAPER, ProtoPNet, ProtoPNetConfig
 
 __all__ = ["DiverseProtoPNet", "DiverseProtoPNetConfig"]
 
@@ -27,18 +25,7 @@ class DiverseProtoPNet(ProtoPNet):
     config_class = DiverseProtoPNetConfig
 
 
-def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
-    arch = f"protopnet_diverse_{suffix}"
-
-    def entrypoint(**overrides: Any) -> DiverseProtoPNet:
-        return DiverseProtoPNet(replace(DiverseProtoPNetConfig(arch=arch, backbone=timm_name), **overrides))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = arch
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"Diverse-prototype ProtoPNet on timm ``{timm_name}``."
-    register_model(entrypoint, default_cfg=default_cfg.replace(paper=PAPER))
-    globals()[arch] = entrypoint
-
-
-for _suffix, (_timm_name, _cfg) in BACKBONES.items():
-    _make_entrypoint(_suffix, _timm_name, _cfg)
+register_family(Family(
+    name="protopnet_diverse", model_class=DiverseProtoPNet, title="ProtoPNet with diverse prototypes", paper=PAPER,
+    loss="protozoo.train.losses_medical:diverse_loss", recipe={"unique_source": "global"},
+))

@@ -10,26 +10,25 @@ Rules and equations: docs/heads.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch.nn.functional as F
+import torch
 from einops import reduce
 from torch import Tensor
 
+from protozoo.family import Family, register_family
 from protozoo.heads.lesion import LesionHead
-from protozoo.models.protopnet import BACKBONES, ProtoPNet, ProtoPNetConfig
+from protozoo.lesions import FUNDUS_LESIONS
+from protozoo.models.protopnet import ProtoPNet, ProtoPNetConfig
 from protozoo.outputs import LesionOutput
-from protozoo.pretrained import PretrainedCfg
-from protozoo.registry import register_model
+from protozoo.resample import upsample_bicubic
 
 __all__ = ["LesionConfig", "LesionProtoPNet"]
 
 PAPER = ("ProtoPNet with lesion prototypes and a lesion-only diagnosis, after Morano et al. 2023 "
          "(weakly supervised, explainable detection of AMD-related lesions in colour fundus images)")
-# The lesion types of synthetic-fundus (protozoo.data.synthetic.FUNDUS_LESIONS), copied so that
-# building a model does not import the datasets.
-DEFAULT_LESIONS = ["drusen", "haemorrhage", "hard_exudate", "geographic_atrophy", "neovascular_scar"]
+DEFAULT_LESIONS = list(FUNDUS_LESIONS)  # the lesion vocabulary of protozoo.lesions
 MAP_EPSILON = 1e-12
 
 
@@ -100,7 +99,7 @@ class LesionProtoPNet(ProtoPNet):
         maps of one image stay comparable; a constant image map becomes 0).
         """
         maps = self.head.lesion_similarity_maps(self.distance_maps(x))  # (B, L, H, W)
-        maps = F.interpolate(maps, size=x.shape[-2:], mode="bicubic", align_corners=False)  # (B, L, H_in, W_in)
+        maps = upsample_bicubic(maps, tuple(x.shape[-2:]))  # (B, L, H_in, W_in)
         low = reduce(maps, "b l h w -> b 1 1 1", "min")
         high = reduce(maps, "b l h w -> b 1 1 1", "max")
         return (maps - low) / (high - low).clamp_min(MAP_EPSILON)
@@ -119,18 +118,34 @@ class LesionProtoPNet(ProtoPNet):
         return groups
 
 
-def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
-    arch = f"protopnet_lesion_{suffix}"
-
-    def entrypoint(**overrides: Any) -> LesionProtoPNet:
-        return LesionProtoPNet(replace(LesionConfig(arch=arch, backbone=timm_name), **overrides))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = arch
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"Lesion-linked ProtoPNet on timm ``{timm_name}``. Keyword arguments override :class:`LesionConfig`."
-    register_model(entrypoint, default_cfg=default_cfg.replace(paper=PAPER))
-    globals()[arch] = entrypoint
+def lesion_labels(batch: dict[str, Any]) -> Tensor:
+    """(B, L) multi-hot: the lesions present, the prototype classes of a lesion head."""
+    return torch.as_tensor(batch["lesions"])
 
 
-for _suffix, (_timm_name, _cfg) in BACKBONES.items():
-    _make_entrypoint(_suffix, _timm_name, _cfg)
+def lesions_found(model: LesionProtoPNet, batch: dict[str, Any]) -> Tensor:
+    """(B, L) bool: the lesions the model finds (lesion logit > 0)."""
+    return model(batch["image"]).lesion_logits > 0
+
+
+def lesion_dataset_arguments(dataset: Any) -> dict[str, Any]:
+    """The diagnosis classes and the dataset's lesion names (protozoo.lesions)."""
+    names = getattr(dataset, "lesion_names", None)
+    if not names:
+        raise ValueError(f"{type(dataset).__name__} has no lesion_names: the lesion head trains on data with lesion "
+                         "labels (items with 'lesions', e.g. synthetic-fundus or amd:PATH with Lesion_Masks/)")
+    return {"num_classes": len(dataset.classes), "lesion_names": list(names)}
+
+
+register_family(Family(
+    example_data="synthetic-fundus",
+    name="protopnet_lesion", model_class=LesionProtoPNet, title="lesion-linked ProtoPNet (AMD)", paper=PAPER,
+    prototype_kind="lesion", requires=("image", "label", "lesions"),
+    prototype_classes=lambda model: model.lesion_names, labels=lesion_labels, predicted=lesions_found,
+    dataset_arguments=lesion_dataset_arguments,
+    loss="protozoo.train.losses_lesion:lesion_loss", explainer="protozoo.explanation:explain_lesion",
+    panel="protozoo.viz.lesions:render_lesion_panel",
+    # Separation per (image, absent lesion) pair, bounded (latents lie in [0, 1]^D), so it is
+    # weighted like the cluster cost: it keeps background-matching prototypes away.
+    recipe={"loss": {"separation": -0.8}},
+))

@@ -10,18 +10,18 @@ Rules and equations: docs/heads.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from einops import rearrange, reduce
 from torch import Tensor
 
+from protozoo.data.views import breast_views
+from protozoo.family import Family, register_family
 from protozoo.heads.multiview import CrossViewHead
-from protozoo.models.protopnet import BACKBONES, ProtoPNet, ProtoPNetConfig
+from protozoo.models.protopnet import ProtoPNet, ProtoPNetConfig
 from protozoo.outputs import MultiViewOutput
-from protozoo.pretrained import PretrainedCfg
-from protozoo.registry import register_model
 
 __all__ = ["VIEWS", "MultiViewConfig", "MultiViewProtoPNet"]
 
@@ -170,18 +170,16 @@ def _place_single_view(distances: Tensor, view: int) -> Tensor:
     return torch.cat(pair if view == 0 else pair[::-1], dim=1)
 
 
-def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
-    arch = f"protopnet_multiview_{suffix}"
-
-    def entrypoint(**overrides: Any) -> MultiViewProtoPNet:
-        return MultiViewProtoPNet(replace(MultiViewConfig(arch=arch, backbone=timm_name), **overrides))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = arch
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"Multi-view (CC/MLO) ProtoPNet on timm ``{timm_name}``. Keyword arguments override :class:`MultiViewConfig`."
-    register_model(entrypoint, default_cfg=default_cfg.replace(paper=PAPER))
-    globals()[arch] = entrypoint
+def two_view_inputs(batch: dict[str, Any]) -> tuple[Tensor | None, Tensor | None]:
+    """``model(cc, mlo)`` from ``batch["views"]``; a view absent from the batch is None."""
+    views = batch["views"]
+    return tuple(views[v]["image"] if v in views else None for v in VIEWS)
 
 
-for _suffix, (_timm_name, _cfg) in BACKBONES.items():
-    _make_entrypoint(_suffix, _timm_name, _cfg)
+register_family(Family(
+    example_data="synthetic-mammo",
+    name="protopnet_multiview", model_class=MultiViewProtoPNet, title="multi-view (CC/MLO) ProtoPNet", paper=PAPER,
+    requires=("views", "label"), inputs=two_view_inputs, views=breast_views, input_names=VIEWS,
+    loss="protozoo.train.losses_multiview:multiview_loss", explainer="protozoo.explanation:explain_multiview",
+    panel="protozoo.viz.multiview:render_multiview_panel",
+))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from protozoo.backbones import Backbone
+from protozoo.family import Family, register_family
 from protozoo.heads.protopnet import ProtoPNetHead
 from protozoo.models._base import ProtoModel
 from protozoo.outputs import ProtoOutput
-from protozoo.pretrained import INCEPTION_MEAN, INCEPTION_STD, PretrainedCfg
-from protozoo.registry import register_model
 
 __all__ = ["ProtoPNet", "ProtoPNetConfig"]
 
@@ -134,53 +133,4 @@ class ProtoPNet(ProtoModel):
         }
 
 
-def _build(arch: str, backbone: str, overrides: dict[str, Any]) -> ProtoPNet:
-    config = replace(ProtoPNetConfig(arch=arch, backbone=backbone), **overrides)
-    return ProtoPNet(config)
-
-
-_INCEPTION = PretrainedCfg(input_size=(3, 299, 299), mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)
-_NASNET = PretrainedCfg(input_size=(3, 331, 331), mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)
-_IMAGENET = PretrainedCfg(paper=PAPER)
-
-# Registered name suffix -> (timm backbone, default pretrained cfg). The first eleven are the
-# architectures the dermatology explainability benchmark compared; where Keras names differ, the
-# closest timm model: MobileNet -> mobilenetv1_100, ResNet50V2 -> resnetv2_50 (pre-activation),
-# Xception -> legacy_xception (the Keras original), NASNetMobile -> nasnetalarge (timm has only the
-# large NASNet-A; same cell search space).
-BACKBONES: dict[str, tuple[str, PretrainedCfg]] = {
-    "densenet121": ("densenet121", _IMAGENET),
-    "efficientnet_b0": ("efficientnet_b0", _IMAGENET),
-    "inception_v3": ("inception_v3", _INCEPTION),
-    "inception_resnet_v2": ("inception_resnet_v2", _INCEPTION),
-    "mobilenet": ("mobilenetv1_100", _IMAGENET),
-    "mobilenetv2": ("mobilenetv2_100", _IMAGENET),
-    "nasnet": ("nasnetalarge", _NASNET),
-    "resnet50": ("resnet50", _IMAGENET),
-    "resnet50v2": ("resnetv2_50", _IMAGENET),
-    "vgg16": ("vgg16", _IMAGENET),
-    "xception": ("legacy_xception", _INCEPTION),
-    "resnet18": ("resnet18", _IMAGENET),
-    "resnet34": ("resnet34", _IMAGENET),
-    "vgg19": ("vgg19", _IMAGENET),
-    "efficientnet_lite0": ("tf_efficientnet_lite0", _IMAGENET),
-    "convnext_tiny": ("convnext_tiny", _IMAGENET),
-    "vit_tiny": ("vit_tiny_patch16_224", PretrainedCfg(mean=INCEPTION_MEAN, std=INCEPTION_STD, paper=PAPER)),
-}
-
-
-def _make_entrypoint(suffix: str, timm_name: str, default_cfg: PretrainedCfg) -> None:
-    arch = f"protopnet_{suffix}"
-
-    def entrypoint(**overrides: Any) -> ProtoPNet:
-        return _build(arch, timm_name, overrides)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = arch
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"ProtoPNet on timm ``{timm_name}``. Keyword arguments override :class:`ProtoPNetConfig`."
-    register_model(entrypoint, default_cfg=default_cfg)
-    globals()[arch] = entrypoint
-
-
-for _suffix, (_timm_name, _cfg) in BACKBONES.items():
-    _make_entrypoint(_suffix, _timm_name, _cfg)
+register_family(Family(name="protopnet", model_class=ProtoPNet, title="ProtoPNet (Chen et al. 2019)", paper=PAPER))

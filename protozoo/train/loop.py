@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from protozoo.data.collate import collate_items
+from protozoo.data.collate import collate_items, to_device
 from protozoo.serialization import write_json
 from protozoo.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from protozoo.train.distributed import DistContext
@@ -134,7 +134,7 @@ def fit(
         device: ``cpu``, ``cuda``... (default: the GPU of this rank if any, else the CPU).
         num_workers: DataLoader workers.
         progress: Show tqdm progress bars (main process only).
-        task: How to feed the model and score it (default: the family's registered task).
+        task: How to feed the model and score it (default: its family's, :func:`protozoo.train.tasks.task_for`).
         log: Where status lines go.
 
     Returns:
@@ -182,7 +182,7 @@ def fit(
             loader = make_loader(push_data or train_data, ctx, batch_size=recipe.batch_size, shuffle=False,
                                  seed=recipe.seed, epoch=0, num_workers=num_workers)
             result = push_prototypes(model, loader, class_specific=True, unique_source=recipe.unique_source,
-                                     progress=progress and ctx.is_main, label_key=task.push_label_key)
+                                     progress=progress and ctx.is_main)
             row = {"step": index, "kind": "push", "epoch": step.epoch,
                    "mean_push_distance": float(result.distances.float().mean())}
         else:
@@ -264,13 +264,6 @@ def _pass(model, wrapped, batches, recipe: Recipe, task: Task, phase: str, devic
         correct += (output.logits.argmax(dim=1) == labels).sum().item()
         seen += n
     return _reduce(sums, correct, seen, ctx)
-
-
-def to_device(batch, device):
-    """Move every tensor of a (nested) batch dict to ``device``."""
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
 
 
 def _reduce(sums: dict[str, float], correct: int, seen: int, ctx: DistContext) -> dict[str, float]:

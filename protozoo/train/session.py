@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
+from protozoo.family import family_of_arch
+from protozoo.hub import CONFIG_NAME
+from protozoo.registry import resolve
 
 
 @dataclass
@@ -48,14 +52,16 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     if synthetic and image_size:
         options["image_size"] = image_size
     probe = load_dataset(data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {}))
-    in_chans = int(probe[0]["image"].shape[0])
     classes = list(probe.classes)
-    sizing = {"num_classes": len(classes)}
     if Path(model_name).is_dir():
-        model = protozoo.load(model_name, **sizing, **model_overrides).train()
+        family = family_of_arch(json.loads((Path(model_name) / CONFIG_NAME).read_text())["architecture"])
+        model = protozoo.load(model_name, **family.resolved("dataset_arguments")(probe), **model_overrides).train()
     else:
+        family = family_of_arch(resolve(model_name).architecture)
+        in_chans = _channels(family, probe[0])
         model = protozoo.create_model(model_name, in_chans=in_chans, pretrained_backbone=pretrained_backbone,
-                                      **sizing, **model_overrides)
+                                      **family.resolved("dataset_arguments")(probe), **model_overrides)
+    _check_items(family, probe, data_spec)
     side = image_size or model.pretrained_cfg.input_size[-1]
     data_config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
     # ProtoPNet's augmentation: flips and small affine changes, no random crops, which could cut
@@ -73,6 +79,21 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
         extra=model.pretrained_cfg.extra | {"train_data": {"spec": data_spec, "options": train_options}},
     )
     return Run(model=model, train=train, val=val, push=push)
+
+
+def _channels(family, item: dict[str, Any]) -> int:
+    """Input channels of a dataset item, read through the family's views (a breast: its views' images)."""
+    view = next(iter(family.image_views(item).values()))
+    return int(view["image"].shape[0])
+
+
+def _check_items(family, dataset: Dataset, spec: str) -> None:
+    """Raise a ValueError naming what is missing when the dataset's items lack what the family needs."""
+    item = dataset[0]
+    missing = [key for key in family.requires if key not in item]
+    if missing:
+        raise ValueError(f"{family.title or family.name} models train on items with {list(family.requires)}; "
+                         f"{spec!r} items lack {missing} (they have {sorted(item)})")
 
 
 def _eval_split(data_spec: str, transform, options: dict[str, Any]) -> Dataset | None:

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from protozoo.data.transforms import resolve_data_config
-from protozoo.explain import upsample_maps
+from protozoo.explanation import upsample_maps
+from protozoo.family import Family, family_of
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, crop, draw_box, to_display
 
 __all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id"]
@@ -29,13 +30,15 @@ GALLERY_TITLE_INCHES = 0.7  # room above each tile for its title (up to four lin
 FONT_SIZE = 9
 
 
-def find_sources(sources: Any, ids: Iterable[str]) -> dict[str, Tensor]:
+def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None) -> dict[str, Tensor]:
     """Fetch the (C, H, W) images of the given ids.
 
     Args:
         sources: None, a mapping ``id -> item dict or image``, or a dataset whose items have
             ``id`` and ``image`` (scanned in order until every id is found).
         ids: Image ids to find.
+        family: The model's family: a dataset item is read as the family's views (a multi-view
+            breast is its CC and MLO images, ids ``"<breast>/cc"``...), as push read it.
 
     Returns:
         ``id -> image`` for the ids found.
@@ -48,10 +51,11 @@ def find_sources(sources: Any, ids: Iterable[str]) -> dict[str, Tensor]:
     found: dict[str, Tensor] = {}
     for index in range(len(sources)):
         item = sources[index]
-        if str(item.get("id")) in wanted:
-            found[str(item["id"])] = _image(item)
-            if len(found) == len(wanted):
-                break
+        for single in (family.image_views(item).values() if family is not None else [item]):
+            if str(single.get("id")) in wanted:
+                found[str(single["id"])] = _image(single)
+        if len(found) == len(wanted):
+            break
     return found
 
 
@@ -113,7 +117,7 @@ def render_gallery(
     classes: Sequence[int] | None = None,
     dpi: int = 100,
 ) -> Figure:
-    """Every prototype of a pushed model, grouped by class (one row per class).
+    """Every prototype of a pushed model, one row per prototype class (a lesion head: per lesion).
 
     Each tile is the prototype's source image (or, with ``zoom``, a crop around its
     ``high_activation_box``) with its self-activation blended over the anatomy and the top-5% box
@@ -124,7 +128,7 @@ def render_gallery(
         sources: Where to fetch the source images (see :func:`find_sources`).
         path: Save the figure here as PNG as well.
         zoom: Show crops around the boxes instead of whole images with the box drawn.
-        classes: Only these classes' rows (a large model's full gallery is too big for one image).
+        classes: Only these prototype classes' rows (a large model's full gallery is too big for one image).
         dpi: Resolution of the saved PNG.
 
     Returns:
@@ -139,12 +143,13 @@ def render_gallery(
             "so that every prototype is a training patch that can be shown"
         )
     config = resolve_data_config(model)
-    names = list(model.pretrained_cfg.label_names or [str(k) for k in range(model.num_classes)])
+    family = family_of(model)
+    names = family.class_names(model)  # the prototype classes: a lesion head's lesions, else the classes
     prototype_class = model.prototype_class.tolist()
-    rows = list(range(model.num_classes)) if classes is None else list(classes)
+    rows = list(range(len(names))) if classes is None else list(classes)
     members = {c: [p for p, pc in enumerate(prototype_class) if pc == c] for c in rows}
-    columns = max(len(m) for m in members.values())
-    images = find_sources(sources, {model.provenance[p]["image_id"] for m in members.values() for p in m})
+    columns = max(1, max(len(m) for m in members.values()))
+    images = find_sources(sources, {model.provenance[p]["image_id"] for m in members.values() for p in m}, family)
 
     tile_h = GALLERY_TILE_INCHES + GALLERY_TITLE_INCHES
     width, height = GALLERY_LABEL_INCHES + columns * GALLERY_TILE_INCHES, len(rows) * tile_h

@@ -8,16 +8,18 @@ the bias, which add up to the diagnosis score.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from protozoo.explain import Explanation
+from protozoo.explanation import Explanation
+from protozoo.viz.panel import render_panel
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, to_display
 
-__all__ = ["render_lesion_maps"]
+__all__ = ["lesion_panel_title", "render_lesion_maps", "render_lesion_panel"]
 
 TILE_INCHES = 2.3
 BAR_INCHES = 2.2  # height of the bar chart
@@ -34,15 +36,16 @@ def render_lesion_maps(explanation: Explanation, *, path: str | Path | None = No
     together, so a weak lesion map stays faint next to a strong one (a colour bar gives the scale).
 
     Args:
-        explanation: From :func:`protozoo.explain` on a lesion model (``kind == "lesion"``).
+        explanation: From :func:`protozoo.explain` on a lesion model (``explanation.lesions`` set).
         path: Save the figure here as PNG as well.
         dpi: Resolution of the saved PNG.
 
     Returns:
         The figure: 1 + L image axes, the colour bar and the bar chart.
     """
-    if explanation.kind != "lesion":
-        raise ValueError(f"render_lesion_maps draws lesion-head explanations, got kind {explanation.kind!r}; use render_panel")
+    if explanation.lesions is None:
+        raise ValueError(f"render_lesion_maps draws lesion-head explanations, got one of a {explanation.family!r} "
+                         "model; use render_panel")
     lesions = explanation.lesions
     columns = 1 + len(lesions)
     width, height = columns * TILE_INCHES + 0.6, TITLE_INCHES + TILE_INCHES + 0.5 + BAR_INCHES + 0.6
@@ -100,3 +103,24 @@ def _draw_bars(ax, explanation: Explanation) -> None:
                  "which the diagnosis compares with the other classes' scores", fontsize=FONT_SIZE)
     ax.set_xlabel("points (diagnosis weight × lesion probability)", fontsize=FONT_SIZE - 1)
     ax.spines[["top", "right"]].set_visible(False)
+
+
+def lesion_panel_title(explanation: Explanation) -> str:
+    """The lesion head's panel title: the diagnosis as bias + weight x P(lesion) of the lesions found."""
+    title = f"Predicted: {explanation.predicted_name} (probability {explanation.probability:.2f})"
+    if explanation.class_idx != explanation.predicted:
+        title += f"; showing the evidence for {explanation.class_name}"
+    found = [lesion for lesion in explanation.lesions or [] if lesion.found]
+    terms = " + ".join(f"{lesion.name} {lesion.weight:.2f} x {lesion.probability:.2f}" for lesion in found)
+    return (
+        f"{title}, from the lesions found; rows: their top prototypes (points go to the lesion's logit)\n"
+        f"{explanation.class_name} logit {explanation.logit:.2f} = bias {explanation.bias:+.2f} + weight x P(lesion) of "
+        f"the lesions found:\n{terms or 'none'} (+ the lesions not found)"
+    )
+
+
+def render_lesion_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None,
+                        dpi: int = 100) -> Figure:
+    """The lesion head's local explanation panel: :func:`~protozoo.viz.panel.render_panel` with the
+    found lesions' top prototypes as rows and the diagnosis over lesions as its title."""
+    return render_panel(explanation, sources, path=path, dpi=dpi, title=lesion_panel_title(explanation))

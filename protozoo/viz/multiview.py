@@ -9,12 +9,13 @@ single-view prototypes and the CC-MLO co-occurrence block.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from protozoo.explain import Explanation, ViewEvidence
+from protozoo.explanation import Explanation, ViewEvidence
 from protozoo.viz.overlay import blend_heatmap, draw_box, to_display
 
 __all__ = ["MULTIVIEW_COLUMNS", "render_multiview_panel"]
@@ -29,22 +30,26 @@ ROW_GAP_INCHES = 0.35  # above each tile, for its title
 FONT_SIZE = 10
 
 
-def render_multiview_panel(explanation: Explanation, *, path: str | Path | None = None, dpi: int = 100) -> Figure:
+def render_multiview_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None,
+                           dpi: int = 100) -> Figure:
     """Draw a multi-view explanation: one row of five axes per top prototype.
 
     Columns: CC | CC heatmap with box | MLO | MLO heatmap with box | evidence. Grayscale views are
     windowed gray (:func:`~protozoo.viz.overlay.to_display`); a missing view's tiles say so.
 
     Args:
-        explanation: From :func:`protozoo.explain` on a multi-view model (``kind == "multiview"``).
+        explanation: From :func:`protozoo.explain` on a multi-view model (``view_images`` set).
+        sources: Accepted for the panel signature every family shares; this panel does not yet
+            draw the prototypes' training patches (their ids are in ``explanation.prototypes``).
         path: Save the figure here as PNG as well.
         dpi: Resolution of the saved PNG.
 
     Returns:
         The figure.
     """
-    if explanation.kind != "multiview":
-        raise ValueError(f"render_multiview_panel draws multi-view explanations, got kind {explanation.kind!r}; use render_panel")
+    if explanation.view_images is None:
+        raise ValueError(f"render_multiview_panel draws multi-view explanations, got one of a {explanation.family!r} "
+                         "model; use render_panel")
     views = ("cc", "mlo")
     shown = {v: to_display(x, explanation.mean, explanation.std) for v, x in explanation.view_images.items()}  # (H, W, 3)
     height, width = next(iter(shown.values())).shape[:2]

@@ -12,7 +12,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from protozoo.explain import Explanation, PrototypeEvidence
+from protozoo.explanation import Explanation, PrototypeEvidence
+from protozoo.family import list_families
 from protozoo.viz.gallery import draw_prototype, find_sources, short_id
 from protozoo.viz.overlay import blend_heatmap, draw_box, to_display
 
@@ -40,7 +41,8 @@ def _title_inches(lines: int) -> float:
     return PANEL_TITLE_INCHES + max(0, lines - 2) * TITLE_LINE_INCHES
 
 
-def render_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None, dpi: int = 100) -> Figure:
+def render_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None, dpi: int = 100,
+                 title: str | None = None) -> Figure:
     """Draw one explanation: one row of five axes per prototype of the explanation.
 
     The figure is :func:`panel_size` inches (times ``dpi`` pixels when saved).
@@ -52,11 +54,13 @@ def render_panel(explanation: Explanation, sources: Any = None, *, path: str | P
             prototype's self-similarity map, or says that the model was never pushed.
         path: Save the figure here as PNG as well.
         dpi: Resolution of the saved PNG.
+        title: The figure title (default: the prediction and how the score adds up); a family's
+            panel passes its own (the lesion head's reads the diagnosis over lesions).
 
     Returns:
         The figure.
     """
-    title = _title(explanation)
+    title = title or _title(explanation)
     lines = title.count("\n") + 1
     width, height = panel_size(len(explanation.prototypes), lines)
     fig = Figure(figsize=(width, height), dpi=dpi)
@@ -67,7 +71,8 @@ def render_panel(explanation: Explanation, sources: Any = None, *, path: str | P
     for left, w, header in zip(lefts, widths, PANEL_COLUMNS):
         fig.text((left + w / 2) / width, header_y, header, ha="center", va="center", fontsize=FONT_SIZE + 1, fontweight="bold")
     display = to_display(explanation.image, explanation.mean, explanation.std)  # (H, W, 3)
-    images = find_sources(sources, [ev.source["image_id"] for ev in explanation.prototypes if ev.source is not None])
+    images = find_sources(sources, [ev.source["image_id"] for ev in explanation.prototypes if ev.source is not None],
+                          list_families().get(explanation.family))
     for r, evidence in enumerate(explanation.prototypes):
         top = _title_inches(lines) + PANEL_HEADER_INCHES + r * (PANEL_ROW_GAP_INCHES + PANEL_TILE_INCHES) + PANEL_ROW_GAP_INCHES
         bottom = (height - top - PANEL_TILE_INCHES) / height
@@ -82,14 +87,6 @@ def _title(explanation: Explanation) -> str:
     title = f"Predicted: {explanation.predicted_name} (probability {explanation.probability:.2f})"
     if explanation.class_idx != explanation.predicted:
         title += f"; showing the evidence for {explanation.class_name}"
-    if explanation.kind == "lesion":  # the diagnosis reads the lesion probabilities only
-        found = [lesion for lesion in explanation.lesions or [] if lesion.found]
-        terms = " + ".join(f"{lesion.name} {lesion.weight:.2f} x {lesion.probability:.2f}" for lesion in found)
-        return (
-            f"{title}, from the lesions found; rows: their top prototypes (points go to the lesion's logit)\n"
-            f"{explanation.class_name} logit {explanation.logit:.2f} = bias {explanation.bias:+.2f} + weight x P(lesion) of "
-            f"the lesions found:\n{terms or 'none'} (+ the lesions not found)"
-        )
     total = len(explanation.contributions)
     return (
         f"{title}\n{explanation.class_name} score (logit) {explanation.logit:.2f} = sum of the points of all {total} "
@@ -130,7 +127,7 @@ def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dic
     text.axis("off")
     text.text(
         0.04, 0.5,
-        f"prototype {evidence.index} of {'lesion' if explanation.kind == 'lesion' else 'class'}\n"
+        f"prototype {evidence.index} of {explanation.prototype_kind}\n"
         f"{_wrap(evidence.class_name)}\n\n"
         f"similarity {evidence.similarity:7.3f}\n"
         f"× weight   {evidence.weight:+7.3f}\n"

@@ -15,8 +15,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from protozoo.explain import Explanation
-from protozoo.viz.panel import render_panel
+from protozoo.explanation import Explanation
+from protozoo.family import family_of, list_families, output_class_names
 
 __all__ = ["png_data_uri", "render_report"]
 
@@ -64,7 +64,7 @@ def render_report(
         metrics: Name -> value (numbers shown with 4 decimals).
         gallery_png: The prototype gallery (from :func:`protozoo.viz.gallery.render_gallery`) as a
             PNG file, PNG bytes or figure; None says the model has no gallery (not pushed).
-        explanations: Sample explanations: :class:`~protozoo.explain.Explanation` objects (drawn
+        explanations: Sample explanations: :class:`~protozoo.explanation.Explanation` objects (drawn
             with :func:`~protozoo.viz.panel.render_panel`, captioned with their top prototypes) or
             already rendered panels (file, bytes or figure).
         sources: Source images for the panels drawn here (see
@@ -97,7 +97,8 @@ def render_report(
     parts.append("<h2>Sample explanations</h2>")
     for i, item in enumerate(explanations):
         if isinstance(item, Explanation):
-            uri, caption = png_data_uri(render_panel(item, sources)), _caption(item)
+            panel = list_families()[item.family].resolved("panel")  # the family's own panel
+            uri, caption = png_data_uri(panel(item, sources)), _caption(item)
         else:
             uri, caption = png_data_uri(item), Path(item).name if isinstance(item, (str, Path)) else f"sample {i + 1}"
         parts.append(f'<figure><img alt="explanation {i + 1}" src="{uri}"><figcaption>{esc(caption)}</figcaption></figure>')
@@ -111,13 +112,17 @@ def render_report(
 
 def _model_rows(model: Any) -> list[tuple[str, str]]:
     cfg = model.pretrained_cfg
-    names = cfg.label_names or [str(k) for k in range(model.num_classes)]
+    family = family_of(model)
     pushed = "yes" if model.provenance is not None else "no (prototypes are not image patches yet)"
-    return [
+    rows = [
         ("architecture", cfg.name or model.config.arch),
-        ("family", type(model).__name__),
-        ("prototypes", f"{model.num_prototypes} ({model.num_prototypes // model.num_classes} per class)"),
-        ("classes", ", ".join(names)),
+        ("family", family.title or family.name),
+        ("prototypes", family.describe_prototypes(model)),
+        ("classes", ", ".join(output_class_names(model))),
+    ]
+    if family.prototype_kind != "class":
+        rows.append((f"{family.prototype_kind} types", ", ".join(family.class_names(model))))
+    return rows + [
         ("input", f"{tuple(cfg.input_size)}, mean {tuple(cfg.mean)}, std {tuple(cfg.std)}"),
         ("pushed", pushed),
     ]

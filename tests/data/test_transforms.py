@@ -36,8 +36,8 @@ def test_resolve_defaults_and_sources() -> None:
     assert resolve_data_config(input_size=(1, 32, 32))["mean"] == pytest.approx((np.mean((0.485, 0.456, 0.406)),))
     with pytest.raises(TypeError, match="unknown data config keys"):
         resolve_data_config(img_size=3)
-    with pytest.raises(ValueError, match="does not match"):
-        resolve_data_config(input_size=(2, 8, 8))
+    # The one channel rule (protozoo.pretrained.channel_stats): unmatched statistics become their mean.
+    assert resolve_data_config(input_size=(2, 8, 8))["mean"] == pytest.approx((np.mean((0.485, 0.456, 0.406)),) * 2)
 
 
 def _dot_item(h: int, w: int, x: float, y: float) -> dict:

@@ -9,12 +9,20 @@ import torch
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
+from protozoo.family import Family, register_family
+from protozoo.pretrained import PretrainedCfg
 
 SIZE = 64
 
 
 class FakeModel:
-    """A stand-in prototype model whose similarity maps are a given function of the images."""
+    """A stand-in prototype model whose similarity maps are a given function of the images.
+
+    A family of its own (registered below, with no entrypoints): the evaluators read it through
+    the family contract like any protozoo model.
+    """
+
+    pretrained_cfg = PretrainedCfg()
 
     def __init__(self, maps_fn, prototype_class, logits_fn=None):
         self.maps_fn = maps_fn
@@ -28,6 +36,9 @@ class FakeModel:
 
     def __call__(self, x):
         return SimpleNamespace(logits=self.logits_fn(x))
+
+
+register_family(Family(name="fake", model_class=FakeModel, backbones={}))
 
 
 @pytest.fixture(scope="module")

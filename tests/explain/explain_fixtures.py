@@ -8,7 +8,7 @@ import torch
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
-from protozoo.explain import high_activation_box, upsample_maps
+from protozoo.explanation import high_activation_box, upsample_maps
 
 SIZE = 64
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from explain_fixtures import push_by_hand, tiny_model  # tests/explain is on sys.path (prepend mode)
 
-from protozoo.explain import Explanation, explain, explain_batch, high_activation_box, upsample_maps
+from protozoo.explanation import Explanation, explain, explain_batch, high_activation_box, upsample_maps
 from protozoo.outputs import ProtoOutput
 from protozoo.similarity import LOG_EPSILON
 
@@ -128,7 +128,7 @@ def test_bad_inputs_say_what_is_wrong(setup):
         def forward(self, x):
             return {"logits": x}
 
-    with pytest.raises(TypeError, match="no explainer for model output dict"):
+    with pytest.raises(TypeError, match="Other belongs to no registered model family"):
         explain_batch(Other(), items[0]["image"][None])
 
     @dataclass
@@ -139,5 +139,5 @@ def test_bad_inputs_say_what_is_wrong(setup):
         def forward(self, x):
             return NewHeadOutput(*model(x).__dict__.values())
 
-    with pytest.raises(TypeError, match="NewHeadOutput"):  # never silently explained as a ProtoPNet
+    with pytest.raises(TypeError, match="NewHead belongs to no registered model family"):  # never explained as a ProtoPNet
         explain_batch(NewHead(), items[0]["image"][None])

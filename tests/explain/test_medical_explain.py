@@ -15,7 +15,7 @@ from PIL import Image
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
-from protozoo.explain import ViewEvidence, explain
+from protozoo.explanation import ViewEvidence, explain
 from protozoo.viz import render_lesion_maps, render_multiview_panel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_braix_branches_and_prototype_branch_decomposition(mammo):
     e = explain(model, image, top_k=3, class_idx=2)
     with torch.no_grad():
         out = model(image[None])
-    assert e.kind == "braix" and set(e.branch_probabilities) == {"global", "prototype", "ensemble"}
+    assert e.family == "braix_protopnet_pp" and set(e.branch_probabilities) == {"global", "prototype", "ensemble"}
     torch.testing.assert_close(e.branch_probabilities["ensemble"], out.probabilities[0])
     torch.testing.assert_close(e.branch_probabilities["global"], out.global_logits[0].softmax(0))
     assert e.predicted == int(out.probabilities[0].argmax())
@@ -72,7 +72,7 @@ def test_multiview_evidence_per_view_and_both_blocks_sum_to_the_logit(mammo, vie
     e = explain(model, inputs, top_k=3)
     with torch.no_grad():
         out = model(*(None if x is None else x[None] for x in given))
-    assert e.kind == "multiview" and list(e.view_images) == present
+    assert e.family == "protopnet_multiview" and list(e.view_images) == present
     total = float(e.contributions.sum() + e.cooccurrence_contributions.sum())
     assert total == pytest.approx(e.logit, abs=1e-5) and e.logit == pytest.approx(float(out.logits[0, e.class_idx]), abs=1e-5)
     assert bool(e.cooccurrence) == (len(present) == 2)
@@ -96,7 +96,7 @@ def test_lesion_diagnosis_decomposes_over_lesions(fundus):
     with torch.no_grad():
         out = model(item["image"][None])
         maps = model.lesion_maps(item["image"][None])[0]
-    assert e.kind == "lesion" and [lesion.name for lesion in e.lesions] == model.lesion_names
+    assert e.family == "protopnet_lesion" and [lesion.name for lesion in e.lesions] == model.lesion_names
     assert float(e.contributions.sum()) + e.bias == pytest.approx(e.logit, abs=1e-5)
     assert e.logit == pytest.approx(float(out.logits[0, 1]), abs=1e-5)
     weight = model.head.diagnosis.weight[1].detach()

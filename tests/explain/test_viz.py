@@ -12,7 +12,7 @@ from explain_fixtures import push_by_hand, tiny_model  # tests/explain is on sys
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from protozoo.explain import explain
+from protozoo.explanation import explain
 from protozoo.viz import blend_heatmap, crop, panel_size, render_gallery, render_panel, render_report, to_display, window
 
 

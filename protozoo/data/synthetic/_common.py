@@ -10,14 +10,11 @@ the end of ``generate``.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-Item = dict[str, Any]
-Transform = Callable[[Item], Item]
+from protozoo.data.base import Item, ItemDataset, OnError, Transform
 
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 DEFAULT_NUM_SAMPLES: dict[str, int] = {"train": 512, "val": 128, "test": 256}
@@ -144,23 +141,27 @@ def draw_marker(image: np.ndarray, box: tuple[int, int, int, int]) -> None:
     image[:, y0 + 1 : y1 - 1, x0 + 1 : x1 - 1] = 1.0
 
 
-class SyntheticDataset(Dataset):
-    """Base class: split handling, deterministic per-item seeding and the shortcut tag.
+class SyntheticDataset(ItemDataset):
+    """Base class of the generated datasets: deterministic per-item seeding and the shortcut tag.
 
-    Subclasses set ``name`` and ``classes`` and implement :meth:`generate`.
+    A :class:`protozoo.data.base.ItemDataset` whose splits are generated (so it has its own val
+    split) at ``image_size``. Subclasses set ``name`` and ``classes`` and implement :meth:`generate`.
 
     Args:
         split: "train", "val" or "test".
-        image_size: Side of the square images in pixels.
+        image_size: Side of the square images in pixels, generated at that size.
         num_samples: Dataset length; None uses 512 / 128 / 256 for train / val / test.
         seed: Non-negative seed; with split and index it fixes every sample.
         shortcut: Probability in [0, 1] of drawing the shortcut tag. On train the tag
             encodes the true label; on val/test it encodes a uniformly random label.
         transform: Optional callable applied to the whole item dict at the end.
+        val_fraction: Only 0 (the val split is generated).
+        on_error: Accepted for the common signature (nothing is read from files).
     """
 
     name: str = "synthetic"
     classes: list[str]
+    has_val_split = True
 
     def __init__(
         self,
@@ -171,37 +172,27 @@ class SyntheticDataset(Dataset):
         seed: int = 0,
         shortcut: float = 0.0,
         transform: Transform | None = None,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
     ) -> None:
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
-        if image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {image_size}")
+        if not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"image_size must be an int >= 32 (the side of the generated square), got {image_size!r}")
         if not 0.0 <= shortcut <= 1.0:
             raise ValueError(f"shortcut must be in [0, 1], got {shortcut}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        self.split = split
-        self.image_size = int(image_size)
+        super().__init__(split, transform=transform, image_size=int(image_size), seed=int(seed),
+                         val_fraction=val_fraction, on_error=on_error)
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else int(num_samples)
-        self.seed = int(seed)
         self.shortcut = float(shortcut)
-        self.transform = transform
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, index: int) -> Item:
-        if index < 0:
-            index += self.num_samples
-        if not 0 <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        item = self.generate(index)
-        return self.transform(item) if self.transform is not None else item
+    def load(self, index: int) -> Item:
+        return self.generate(index)
 
     def generate(self, index: int) -> Item:
         """Builds item ``index`` without applying the transform."""

@@ -14,9 +14,12 @@ import math
 import numpy as np
 import torch
 
+from protozoo.lesions import FUNDUS_LESIONS as LESION_VOCABULARY
+
 from ._common import (
     Item,
     SyntheticDataset,
+    OnError,
     Transform,
     fractal_noise,
     gaussian_blur,
@@ -28,7 +31,7 @@ from ._common import (
 )
 
 AMD_CLASSES: list[str] = ["non-AMD", "AMD"]
-FUNDUS_LESIONS: list[str] = ["drusen", "haemorrhage", "hard_exudate", "geographic_atrophy", "neovascular_scar"]
+FUNDUS_LESIONS: list[str] = list(LESION_VOCABULARY)  # protozoo.lesions: the names every lesion dataset and model share
 DRUSEN, HAEMORRHAGE, EXUDATE, ATROPHY, SCAR = range(len(FUNDUS_LESIONS))
 
 _COLOURS = {
@@ -83,6 +86,8 @@ class SyntheticFundus(SyntheticDataset):
         seed: Non-negative seed.
         shortcut: Probability of the shortcut tag (see ``SyntheticDataset``).
         transform: Optional callable applied to the item dict.
+        val_fraction: Only 0 (the val split is generated).
+        on_error: Accepted for the common signature.
         lesion_contrast: Peak opacity in [0, 1] of lesions blended over the retina.
         lesion_size: Multiplier of lesion radii.
         noise_std: Std of the additive white noise.
@@ -91,6 +96,7 @@ class SyntheticFundus(SyntheticDataset):
     """
 
     name = "synthetic-fundus"
+    lesion_names = FUNDUS_LESIONS
 
     def __init__(
         self,
@@ -101,6 +107,8 @@ class SyntheticFundus(SyntheticDataset):
         seed: int = 0,
         shortcut: float = 0.0,
         transform: Transform | None = None,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         lesion_contrast: float = 0.7,
         lesion_size: float = 1.0,
         noise_std: float = 0.02,
@@ -108,7 +116,8 @@ class SyntheticFundus(SyntheticDataset):
         drusen_threshold: int = 5,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform
+            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
+            val_fraction=val_fraction, on_error=on_error,
         )
         if drusen_threshold < 1:
             raise ValueError(f"drusen_threshold must be >= 1, got {drusen_threshold}")

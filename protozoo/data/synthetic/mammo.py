@@ -24,6 +24,7 @@ import torch
 from ._common import (
     Item,
     SyntheticDataset,
+    OnError,
     Transform,
     fractal_noise,
     modulated_radius,
@@ -134,6 +135,8 @@ class SyntheticMammo(SyntheticDataset):
         seed: Non-negative seed.
         shortcut: Probability of the shortcut tag (see ``SyntheticDataset``).
         transform: Optional callable applied to the item dict.
+        val_fraction: Only 0 (the val split is generated).
+        on_error: Accepted for the common signature.
         lesion_contrast: Peak intensity added by a mass (calcifications: 1.5-3x).
         lesion_size: Multiplier of lesion radii (masses 4-7 px at 128 px).
         noise_std: Std of the additive white noise.
@@ -151,13 +154,16 @@ class SyntheticMammo(SyntheticDataset):
         seed: int = 0,
         shortcut: float = 0.0,
         transform: Transform | None = None,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         lesion_contrast: float = 0.15,
         lesion_size: float = 1.0,
         noise_std: float = 0.03,
         num_distractors: int = 3,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform
+            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
+            val_fraction=val_fraction, on_error=on_error,
         )
         self.classes = list(MAMMO_CLASSES)
         self.lesion_contrast = float(lesion_contrast)

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from ._common import Item, SyntheticDataset, Transform, fractal_noise, pixel_grid, soft_inside, window
+from ._common import Item, OnError, SyntheticDataset, Transform, fractal_noise, pixel_grid, soft_inside, window
 
 PART_NAMES: list[str] = [
     "back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg",
@@ -124,6 +124,8 @@ class SyntheticParts(SyntheticDataset):
         seed: Non-negative seed.
         shortcut: Probability of the shortcut tag (see ``SyntheticDataset``).
         transform: Optional callable applied to the item dict.
+        val_fraction: Only 0 (the val split is generated).
+        on_error: Accepted for the common signature.
         num_classes: Number of classes (2 to 40).
         class_seed: Seed of the class designs.
         num_distractors: Clutter shapes (leaves, twigs, random colours) behind the bird.
@@ -146,6 +148,8 @@ class SyntheticParts(SyntheticDataset):
         seed: int = 0,
         shortcut: float = 0.0,
         transform: Transform | None = None,
+        val_fraction: float = 0.0,
+        on_error: OnError = "raise",
         num_classes: int = 6,
         class_seed: int = 0,
         num_distractors: int = 8,
@@ -156,7 +160,8 @@ class SyntheticParts(SyntheticDataset):
         noise_std: float = 0.02,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform
+            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
+            val_fraction=val_fraction, on_error=on_error,
         )
         if not 2 <= num_classes <= 40:
             raise ValueError(f"num_classes must be in [2, 40], got {num_classes}")
