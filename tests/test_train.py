@@ -144,3 +144,17 @@ def test_a_trained_model_remembers_its_training_data_so_push_sources_are_the_sam
     assert again[4]["id"] == run.push[4]["id"]
     assert torch.equal(again[4]["image"], load_dataset("synthetic-parts", "train", **options)[4]["image"])
     assert again[4]["image"].shape[-1] == 32 and again.classes == run.push.classes
+
+
+def test_weight_decay_is_set_per_group_by_the_recipe():
+    from protozoo.train.loop import make_optimizers
+
+    model = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", num_classes=2, prototypes_per_class=1)
+
+    def decay(recipe):
+        return {g["name"]: g["weight_decay"] for g in make_optimizers(model, recipe)["joint"].param_groups}
+
+    assert decay(Recipe()) == {"backbone": 1e-3, "add_on": 1e-3, "prototypes": 0.0}
+    assert decay(Recipe(weight_decay={"prototypes": 0.5})) == {"backbone": 0.0, "add_on": 0.0, "prototypes": 0.5}
+    assert decay(Recipe(weight_decay=1e-2)) == {"backbone": 1e-2, "add_on": 1e-2, "prototypes": 0.0}
+    assert Recipe.from_dict(Recipe(weight_decay=1e-2).to_dict()).weight_decay["backbone"] == 1e-2  # recipe.json

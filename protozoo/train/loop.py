@@ -37,14 +37,13 @@ class FitResult:
 def make_optimizers(model, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
     """One Adam per phase over its named parameter groups, as in the reference implementation."""
     groups = model.parameter_groups()
-    decayed = {"backbone", "add_on", "global_head"}
     optimizers = {}
     for name, phase in PHASES.items():
         lrs = recipe.warm_lr if name == "warm" else recipe.lr
         if name == "global" and "global_head" not in groups:
             continue
         param_groups = [
-            {"params": groups[g], "lr": lrs[g], "weight_decay": recipe.weight_decay if g in decayed else 0.0, "name": g}
+            {"params": groups[g], "lr": lrs[g], "weight_decay": recipe.weight_decay.get(g, 0.0), "name": g}
             for g in phase.trainable
             if g in groups and groups[g]
         ]
@@ -140,88 +139,139 @@ def fit(
     Returns:
         The trained model and the per-step metrics.
     """
-    from protozoo.push import push_prototypes
-
     task = task or task_for(model)
     recipe = recipe or task.recipe()
-    ctx = DistContext.from_env()
-    device_ = ctx.device(device)
-    model.to(device_)
-    out = Path(out_dir) if out_dir is not None else None
-    checkpoint = out / CHECKPOINT_NAME if out else None
-    optimizers = make_optimizers(model, recipe)
-    schedulers = {"joint": joint_scheduler(optimizers["joint"], recipe)}
-    plan = recipe.plan()
-    history: list[dict[str, Any]] = []
-    start = 0
-    if checkpoint is not None and checkpoint.exists():
+    run = _Run(model=model, recipe=recipe, task=task, ctx=DistContext.from_env(), log=log, progress=progress,
+               num_workers=num_workers, out=Path(out_dir) if out_dir is not None else None)
+    run.device = run.ctx.device(device)
+    model.to(run.device)
+    start, history = _start(run, resume)
+    wrapped, wrapped_phase = model, None
+    for index in range(start, len(run.plan)):
+        step = run.plan[index]
+        started = time.perf_counter()
+        if step.kind == "push":
+            row = _push_step(run, push_data or train_data, index, step)
+        else:
+            if step.phase != wrapped_phase:  # DDP wraps the parameters that train: re-wrap when the phase changes
+                set_trainable(model, step.phase)
+                wrapped, wrapped_phase = run.ctx.wrap(model), step.phase
+            row = _train_step(run, wrapped, train_data, val_data, index, step)
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        history.append(row)
+        _record(run, history, index, step)
+    return _finish(run, history)
+
+
+@dataclass
+class _Run:
+    """What the steps of one :func:`fit` share."""
+
+    model: Any
+    recipe: Recipe
+    task: Task
+    ctx: DistContext
+    log: Callable[[str], None]
+    progress: bool
+    num_workers: int
+    out: Path | None
+    device: Any = None
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    schedulers: dict[str, Any] = field(default_factory=dict)
+    plan: list = field(default_factory=list)
+    writer: Any = None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.out / CHECKPOINT_NAME if self.out is not None else None
+
+    def loader(self, dataset: Dataset, *, shuffle: bool, epoch: int) -> DataLoader:
+        return make_loader(dataset, self.ctx, batch_size=self.recipe.batch_size, shuffle=shuffle,
+                           seed=self.recipe.seed, epoch=epoch, num_workers=self.num_workers)
+
+
+def _start(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
+    """Start or resume: optimizers, scheduler and plan; the checkpoint's position and history on resume."""
+    recipe, ctx, out = run.recipe, run.ctx, run.out
+    run.optimizers = make_optimizers(run.model, recipe)
+    run.schedulers = {"joint": joint_scheduler(run.optimizers["joint"], recipe)}
+    run.plan = recipe.plan()
+    start, history = 0, []
+    if run.checkpoint is not None and run.checkpoint.exists():
         if not resume:
             raise FileExistsError(
                 f"{str(out)!r} already holds a run's checkpoint; pass resume=True (--resume) to continue it, "
                 "or choose another output folder"
             )
-        state = load_checkpoint(checkpoint, model=model, optimizers=optimizers, schedulers=schedulers)
+        state = load_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers)
         start, history = state["next_step"], state["history"]
         if ctx.is_main:
-            log(f"resuming {out} at step {start}/{len(plan)} (epoch {plan[min(start, len(plan) - 1)].epoch})")
+            run.log(f"resuming {out} at step {start}/{len(run.plan)} (epoch {run.plan[min(start, len(run.plan) - 1)].epoch})")
     else:
         torch.manual_seed(recipe.seed)
         if ctx.is_main:
             if resume:
-                log(f"no checkpoint in {out}; starting a new run")
-            log("recipe:\n" + recipe.describe())
+                run.log(f"no checkpoint in {out}; starting a new run")
+            run.log("recipe:\n" + recipe.describe())
     if out is not None and ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(recipe.to_dict(), out / "recipe.json")
-    writer = _tensorboard(out) if out is not None and ctx.is_main else None
+        run.writer = _tensorboard(out)
+    return start, history
 
-    for index in range(start, len(plan)):
-        step = plan[index]
-        started = time.perf_counter()
-        if step.kind == "push":
-            loader = make_loader(push_data or train_data, ctx, batch_size=recipe.batch_size, shuffle=False,
-                                 seed=recipe.seed, epoch=0, num_workers=num_workers)
-            result = push_prototypes(model, loader, class_specific=True, unique_source=recipe.unique_source,
-                                     progress=progress and ctx.is_main)
-            row = {"step": index, "kind": "push", "epoch": step.epoch,
-                   "mean_push_distance": float(result.distances.float().mean())}
-        else:
-            set_trainable(model, step.phase)
-            loader = make_loader(train_data, ctx, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed,
-                                 epoch=step.epoch, num_workers=num_workers)
-            row = {"step": index, "kind": "train", "phase": step.phase, "epoch": step.epoch,
-                   "lr": max(g["lr"] for g in optimizers[step.phase].param_groups)}
-            desc = f"epoch {step.epoch} {step.phase}"
-            row |= train_epoch(model, ctx.wrap(model), loader, optimizers[step.phase], recipe, task, step.phase, device_, ctx,
-                               progress=progress and ctx.is_main, desc=desc)
-            if step.phase == "joint":
-                schedulers["joint"].step()
-            if val_data is not None:
-                val_loader = make_loader(val_data, ctx, batch_size=recipe.batch_size, shuffle=False,
-                                         seed=recipe.seed, epoch=0, num_workers=num_workers)
-                row |= {f"val_{k}": v for k, v in evaluate_loss(model, val_loader, recipe, task, step.phase, device_, ctx).items()}
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        history.append(row)
-        if ctx.is_main:
-            log(_format_row(row, len(plan)))
-            if out is not None:
-                _write_metrics(history, out)
-                save_checkpoint(checkpoint, model=model, optimizers=optimizers, schedulers=schedulers,
-                                state={"next_step": index + 1, "history": history, "epoch": step.epoch,
-                                       "phase": step.phase})
-                if writer is not None:
-                    for key, value in row.items():
-                        if isinstance(value, float):
-                            writer.add_scalar(f"{row.get('phase', 'push')}/{key}", value, index)
-        ctx.barrier()
-    for param in model.parameters():
+
+def _push_step(run: _Run, push_data: Dataset, index: int, step) -> dict[str, Any]:
+    """Push every prototype onto its nearest training patch (the family's views and labels)."""
+    from protozoo.push import push_prototypes
+
+    result = push_prototypes(run.model, run.loader(push_data, shuffle=False, epoch=0), class_specific=True,
+                             unique_source=run.recipe.unique_source, progress=run.progress and run.ctx.is_main)
+    return {"step": index, "kind": "push", "epoch": step.epoch, "mean_push_distance": float(result.distances.float().mean())}
+
+
+def _train_step(run: _Run, wrapped, train_data: Dataset, val_data: Dataset | None, index: int, step) -> dict[str, Any]:
+    """One training epoch of the step's phase, the joint decay, and the validation pass."""
+    optimizer = run.optimizers[step.phase]
+    row = {"step": index, "kind": "train", "phase": step.phase, "epoch": step.epoch,
+           "lr": max(g["lr"] for g in optimizer.param_groups)}
+    row |= train_epoch(run.model, wrapped, run.loader(train_data, shuffle=True, epoch=step.epoch), optimizer, run.recipe,
+                       run.task, step.phase, run.device, run.ctx, progress=run.progress and run.ctx.is_main,
+                       desc=f"epoch {step.epoch} {step.phase}")
+    if step.phase == "joint":
+        run.schedulers["joint"].step()
+    if val_data is not None:
+        val = evaluate_loss(run.model, run.loader(val_data, shuffle=False, epoch=0), run.recipe, run.task, step.phase,
+                            run.device, run.ctx)
+        row |= {f"val_{k}": v for k, v in val.items()}
+    return row
+
+
+def _record(run: _Run, history: list[dict[str, Any]], index: int, step) -> None:
+    """Log the step's row; write the metrics and the checkpoint (atomically) so a kill resumes here."""
+    row = history[-1]
+    if run.ctx.is_main:
+        run.log(_format_row(row, len(run.plan)))
+        if run.out is not None:
+            _write_metrics(history, run.out)
+            save_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers,
+                            state={"next_step": index + 1, "history": history, "epoch": step.epoch, "phase": step.phase})
+            if run.writer is not None:
+                for key, value in row.items():
+                    if isinstance(value, float):
+                        run.writer.add_scalar(f"{row.get('phase', 'push')}/{key}", value, index)
+    run.ctx.barrier()
+
+
+def _finish(run: _Run, history: list[dict[str, Any]]) -> FitResult:
+    """Unfreeze, save the trained model, close the writer."""
+    for param in run.model.parameters():
         param.requires_grad_(True)
-    if out is not None and ctx.is_main:
-        model.save_pretrained(out / "model")
-        log(f"saved the trained model to {out / 'model'}")
-    if writer is not None:
-        writer.close()
-    return FitResult(model=model, history=history, out_dir=out)
+    if run.out is not None and run.ctx.is_main:
+        run.model.save_pretrained(run.out / "model")
+        run.log(f"saved the trained model to {run.out / 'model'}")
+    if run.writer is not None:
+        run.writer.close()
+    return FitResult(model=run.model, history=history, out_dir=run.out)
 
 
 def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext,

@@ -63,6 +63,9 @@ PHASES = {
 DEFAULT_LR = {"backbone": 1e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-4,
               "readout": 1e-2}
 DEFAULT_WARM_LR = {"add_on": 3e-3, "prototypes": 3e-3, "readout": 1e-2}
+# Adam weight decay per parameter group (the reference's: 1e-3 on the features and add-on layers);
+# groups left out (prototypes, last layer, readout) are not decayed.
+DEFAULT_WEIGHT_DECAY = {"backbone": 1e-3, "add_on": 1e-3, "global_head": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ class Recipe:
             epochs). False: every layer is in train mode in every training epoch, as the
             reference's ``model.train()``; the latent space then moves during the last-layer
             epochs and pushed prototypes stop being exact patches of their sources.
-        weight_decay: Adam weight decay of the backbone and add-on layers.
+        weight_decay: Adam weight decay per parameter group (``{"backbone": 1e-3, "add_on": 1e-3,
+            "global_head": 1e-3}``; groups left out are not decayed). A number sets it for those
+            three groups.
         batch_size: Images per step (per process under torchrun).
         loss: Loss coefficients.
         unique_source: Push diversity: ``none``, ``per_class`` or ``global``.
@@ -122,7 +127,7 @@ class Recipe:
     lr_gamma: float = 0.1
     lr_step_offset: int = 0
     freeze_norm_stats: bool = True
-    weight_decay: float = 1e-3
+    weight_decay: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHT_DECAY))
     batch_size: int = 32
     loss: LossWeights = field(default_factory=LossWeights)
     unique_source: str = "none"
@@ -134,6 +139,8 @@ class Recipe:
         # A partial learning-rate table keeps the defaults of the groups it does not name.
         self.lr = DEFAULT_LR | dict(self.lr)
         self.warm_lr = DEFAULT_WARM_LR | dict(self.warm_lr)
+        if isinstance(self.weight_decay, (int, float)):
+            self.weight_decay = {group: float(self.weight_decay) for group in DEFAULT_WEIGHT_DECAY}
         if self.unique_source not in ("none", "per_class", "global"):
             raise ValueError(f"unique_source must be 'none', 'per_class' or 'global', not {self.unique_source!r}")
         if not 0 <= self.warm_epochs <= self.epochs:
