@@ -14,16 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from protozoo.data.base import (  # noqa: F401  (re-exported for the loaders)
-    SPLITS,
-    Item,
-    ItemDataset,
-    OnError,
-    Transform,
-    assign_split,
-    check_split,
-    official_split,
-)
+from protozoo.data.base import Item, ItemDataset, OnError, Transform, assign_split  # the loaders import these here
 from protozoo.data.dicom import read_dicom
 from protozoo.data.errors import CorruptFileError, DatasetLayoutError
 
