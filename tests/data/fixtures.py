@@ -205,3 +205,37 @@ def make_amd(root: Path, *, val_labels: tuple[int, int] = (1, 0)) -> Path:
         write_image(val / name, np.full((12, 16, 3), 90))
     (val / "labels.csv").write_text("ImgName,Label\n" + "".join(f"V000{i + 1}.jpg,{v}\n" for i, v in enumerate(val_labels)))
     return root
+
+
+def make_cbis_breasts(root: Path, *, per_class: int = 2, shape: tuple[int, int] = (40, 32)) -> Path:
+    """Writes a CBIS-DDSM train set of ``2 * per_class`` breasts, each with CC and MLO: the first
+    ``per_class`` patients BENIGN, the rest MALIGNANT (one mass row per view, CSV paths as released).
+
+    Each view is a smooth gradient with a bright square mass whose ROI mask marks it; malignant masses
+    are larger, so the classes differ in the images.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    height, width = shape
+    rows = []
+    for n in range(2 * per_class):
+        patient, pathology = f"P_{n + 1:05d}", "BENIGN" if n < per_class else "MALIGNANT"
+        side = ("LEFT", "RIGHT")[n % 2]
+        for view in ("CC", "MLO"):
+            folder = f"Mass-Training_{patient}_{side}_{view}"
+            image_rel = f"{folder}/1.2.3/1.2.3.4/000000.dcm"
+            roi_rel = f"{folder}_1/1.2.5/1.2.5.6/000001.dcm"
+            side_px = 6 if pathology == "BENIGN" else 12
+            top, left = int(rng.integers(2, height - side_px - 2)), int(rng.integers(2, width - side_px - 2))
+            image = np.add.outer(np.arange(height) * 20, np.arange(width) * 10).astype(np.uint16)
+            image[top : top + side_px, left : left + side_px] = 4000
+            roi = np.zeros((height, width), dtype=np.uint16)
+            roi[top : top + side_px, left : left + side_px] = 255
+            write_dicom(root / image_rel, image, patient_id=folder)
+            write_dicom(root / roi_rel, roi, series_description="ROI mask images")
+            rows.append(dict(zip(CBIS_MASS_COLUMNS, [patient, 2, side, view, 1, "mass", "OVAL", "CIRCUMSCRIBED", 3,
+                                                     pathology, 4, image_rel, roi_rel, roi_rel])))  # fmt: skip
+    _write_csv(root / "mass_case_description_train_set.csv", rows)
+    calc_cols = [c.replace("mass shape", "calc type").replace("mass margins", "calc distribution") for c in CBIS_MASS_COLUMNS]
+    (root / "calc_case_description_train_set.csv").write_text(",".join(calc_cols) + "\n")  # no calcifications
+    return root
