@@ -7,7 +7,10 @@ resolved by :func:`protozoo.builder.load`, which builds on this module.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -25,6 +28,18 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PROTOTYPES_NAME = "prototypes.json"
 FORMAT_VERSION = 1
+CHECKSUM_KEY = "weights_sha256"
+# The only timm arguments a config.json may pass to the backbone: regularisation rates, numbers.
+# Anything else (checkpoint_path, pretrained, pretrained_cfg_overlay, act_layer, norm_layer...)
+# could make timm open a file, reach the network or import a class a third party named.
+SAFE_BACKBONE_KWARGS = frozenset({"drop_rate", "drop_path_rate", "drop_block_rate", "attn_drop_rate",
+                                  "proj_drop_rate", "pos_drop_rate", "patch_drop_rate"})
+# Integer architecture arguments and their least value.
+POSITIVE_INTS = {"num_classes": 1, "prototypes_per_class": 1, "prototype_dim": 1, "in_chans": 1}
+# The most head parameters (prototypes P x D plus the last layer P x K) a model may have: 2**30
+# floats is 4 GiB, far past any prototype network; a typo such as num_classes=10**5 is refused
+# here instead of failing (or swapping) in the allocation.
+MAX_HEAD_PARAMETERS = 2**30
 
 
 class UntrainedWarning(UserWarning):
@@ -46,11 +61,113 @@ def save_pretrained(model: ProtoModel, directory: str | Path) -> Path:
         "architecture": model.config.arch,
         "model_args": model.model_args(),
         "pretrained_cfg": model.pretrained_cfg.to_dict(),
+        CHECKSUM_KEY: file_sha256(directory / WEIGHTS_NAME),
     }
     write_json(config, directory / CONFIG_NAME)
     if model.provenance is not None:
         write_json(model.provenance, directory / PROTOTYPES_NAME)
+    else:  # a folder that held a pushed model must not lend its provenance to this one
+        (directory / PROTOTYPES_NAME).unlink(missing_ok=True)
     return directory
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_args(arch: str, model_args: Any, source: str) -> dict[str, Any]:
+    """Check a config's architecture arguments before anything is built from them.
+
+    Only the architecture's own fields, integers where integers belong, a timm model name for the
+    backbone, and only :data:`SAFE_BACKBONE_KWARGS` for timm: a config file never makes protozoo
+    open a file, reach the network or import a class. Sizes past :data:`MAX_HEAD_PARAMETERS` are
+    refused before any allocation.
+
+    Raises:
+        WeightFileError: Naming ``source`` (the config file) and the key.
+    """
+    from protozoo.family import family_of_arch
+
+    def bad(key: str, problem: str) -> WeightFileError:
+        return WeightFileError(f"{source}: model_args.{key} {problem}")
+
+    if not isinstance(model_args, dict):
+        raise WeightFileError(f"{source}: model_args must be an object of architecture arguments, "
+                              f"not {type(model_args).__name__}")
+    try:
+        config_class = family_of_arch(arch).model_class.config_class
+    except ValueError as err:
+        raise WeightFileError(f"{source}: architecture {arch!r} is unknown ({err})") from err
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(model_args) - set(known))
+    if unknown:
+        raise WeightFileError(f"{source}: unknown architecture arguments {unknown} for {arch}; known: {sorted(known)}")
+    if model_args.get("arch", arch) != arch:
+        raise bad("arch", f"is {model_args['arch']!r} but the architecture is {arch!r}")
+    args = {k: v for k, v in model_args.items()}
+    for key, least in POSITIVE_INTS.items():
+        if key in args and (not isinstance(args[key], int) or isinstance(args[key], bool) or args[key] < least):
+            raise bad(key, f"must be an integer >= {least}, not {args[key]!r}")
+    if "feature_stage" in args and (not isinstance(args["feature_stage"], int) or isinstance(args["feature_stage"], bool)):
+        raise bad("feature_stage", f"must be an integer (a timm stage index, -1 the deepest), not {args['feature_stage']!r}")
+    if "backbone" in args:
+        name = args["backbone"]
+        if not isinstance(name, str) or not name or any(c in name for c in ":/\\") or name.startswith("."):
+            raise bad("backbone", f"must be a timm model name (no paths, no hf-hub: or other schemes), not {name!r}")
+    kwargs = args.get("backbone_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise bad("backbone_kwargs", f"must be an object, not {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if key not in SAFE_BACKBONE_KWARGS:
+            raise bad(f"backbone_kwargs.{key}", f"is not allowed: a saved model may pass only "
+                      f"{sorted(SAFE_BACKBONE_KWARGS)} to timm (never files, weights or classes)")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            raise bad(f"backbone_kwargs.{key}", f"must be a rate in [0, 1), not {value!r}")
+    classes = args.get("num_classes", known["num_classes"].default)
+    per_class = args.get("prototypes_per_class", known["prototypes_per_class"].default)
+    depth = args.get("prototype_dim", known["prototype_dim"].default)
+    groups = len(args["lesion_names"]) if isinstance(args.get("lesion_names"), list) else classes
+    prototypes = per_class * max(groups, 1)
+    size = prototypes * depth + prototypes * classes
+    if size > MAX_HEAD_PARAMETERS:
+        raise WeightFileError(
+            f"{source}: the head would hold {size:.3g} parameters ({prototypes} prototypes of depth {depth}, "
+            f"{classes} classes; at most {MAX_HEAD_PARAMETERS:.3g}); check num_classes, prototypes_per_class "
+            "and prototype_dim"
+        )
+    return args
+
+
+def check_provenance(model: ProtoModel, rows: Any, source: str) -> list[dict[str, Any]]:
+    """Check that ``prototypes.json`` rows describe this model's prototypes, one per prototype, in order.
+
+    Raises:
+        WeightFileError: Naming ``source`` and the first row that does not fit.
+    """
+    count = model.num_prototypes
+    if not isinstance(rows, list):
+        raise WeightFileError(f"{source} must be a list of one row per prototype, not {type(rows).__name__}")
+    if len(rows) != count:
+        raise WeightFileError(f"{source} has {len(rows)} rows but the model has {count} prototypes; "
+                              "it belongs to another model: delete it or re-push")
+    classes = model.prototype_class.tolist()
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise WeightFileError(f"{source}: row {index} is not an object")
+        if row.get("prototype", index) != index:
+            raise WeightFileError(f"{source}: row {index} describes prototype {row.get('prototype')!r}; "
+                                  "rows must be in prototype order")
+        if "class" in row and row["class"] != classes[index]:
+            raise WeightFileError(f"{source}: row {index} says class {row['class']!r} but prototype {index} "
+                                  f"belongs to class {classes[index]}; it belongs to another model")
+        if "image_id" in row and not isinstance(row["image_id"], (str, int)):
+            raise WeightFileError(f"{source}: row {index} has image_id {row['image_id']!r}, not a name")
+    return rows
 
 
 def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
@@ -72,14 +189,21 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
                 f"{str(path)!r} not found: a protozoo model folder holds {CONFIG_NAME} and {WEIGHTS_NAME} "
                 "(written by model.save_pretrained)"
             )
+    source = repr(str(config_path))
     try:
         config = json.loads(config_path.read_text())
         arch, model_args = config["architecture"], config["model_args"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise WeightFileError(f"{str(config_path)!r} is not a protozoo config ({err!r})") from err
-    model = registry.get_entrypoint(arch)(**{**model_args, **overrides})
-    state_dict = read_state_dict(weights_path)
-    pretrained_cfg = PretrainedCfg.from_dict(config.get("pretrained_cfg", {"architecture": arch}))
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise WeightFileError(f"{source} is not a protozoo config ({err!r})") from err
+    if not isinstance(arch, str):
+        raise WeightFileError(f"{source}: architecture must be a registered name, not {arch!r}")
+    model_args = check_model_args(arch, model_args, source)
+    pretrained_cfg = _pretrained_cfg(config, arch, source)
+    try:
+        model = registry.get_entrypoint(arch)(**{**model_args, **overrides})
+    except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as err:
+        raise WeightFileError(f"{source}: model_args do not build a {arch} ({type(err).__name__}: {err})") from err
+    state_dict = read_state_dict(weights_path)  # a truncated or garbled file: named as such
     reinit = "num_classes" in overrides and overrides["num_classes"] != model_args.get("num_classes")
     if reinit:
         kept = {k: v for k, v in state_dict.items() if k not in model.class_dependent}
@@ -95,9 +219,48 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
         load_strict(model, state_dict, str(weights_path))
         prototypes_path = directory / PROTOTYPES_NAME
         if prototypes_path.is_file():
-            model.provenance = json.loads(prototypes_path.read_text())
+            try:
+                rows = json.loads(prototypes_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise WeightFileError(f"{str(prototypes_path)!r} is not valid JSON ({err}); delete it or re-push") from err
+            model.provenance = check_provenance(model, rows, repr(str(prototypes_path)))
+    # After the key check (another architecture's file is named as such): bytes changed in a readable file.
+    _verify_checksum(config, weights_path, source)
     model.pretrained_cfg = pretrained_cfg
     return model.eval()
+
+
+def _pretrained_cfg(config: dict[str, Any], arch: str, source: str) -> PretrainedCfg:
+    """The config's ``pretrained_cfg`` (absent: the architecture's bare one), checked."""
+    data = config.get("pretrained_cfg", {"architecture": arch})
+    if not isinstance(data, dict):
+        raise WeightFileError(f"{source}: pretrained_cfg must be an object (input size, mean, std...), not {data!r}")
+    try:
+        cfg = PretrainedCfg.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise WeightFileError(f"{source}: pretrained_cfg is malformed ({err})") from err
+    size = cfg.input_size
+    if not (isinstance(size, tuple) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise WeightFileError(f"{source}: pretrained_cfg.input_size must be [channels, height, width] > 0, not {size!r}")
+    for key in ("mean", "std"):
+        values = getattr(cfg, key)
+        if not (isinstance(values, tuple) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+                and (key == "mean" or all(v > 0 for v in values))):
+            raise WeightFileError(f"{source}: pretrained_cfg.{key} must be finite numbers{' > 0' if key == 'std' else ''}, "
+                                  f"not {values!r}")
+    return cfg
+
+
+def _verify_checksum(config: dict[str, Any], weights_path: Path, source: str) -> None:
+    """Compare the weight file with the checksum its config recorded (configs from before checksums: none)."""
+    expected = config.get(CHECKSUM_KEY)
+    if expected is None:
+        return
+    if file_sha256(weights_path) != expected:
+        raise WeightFileError(
+            f"weight file {str(weights_path)!r} is corrupted or was changed after it was saved: its sha256 differs "
+            f"from the {CHECKSUM_KEY} in {source}; re-download or re-save the model"
+        )
 
 
 def locate_weights(cfg: PretrainedCfg) -> Path:
