@@ -23,6 +23,7 @@ Boxes are half-open pixel boxes ``[x0, y0, x1, y1]`` of the input: ``image[..., 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,6 +236,8 @@ def explain(
     """
     views = _model_inputs(model, image)
     for x in views:
+        if x is not None and x.ndim not in (3, 4):
+            raise ValueError(f"explain takes one image (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
         if x is not None and x.ndim == 4 and x.shape[0] != 1:
             raise ValueError(f"explain takes one image (C, H, W), got a batch {tuple(x.shape)}; use explain_batch")
     batched = tuple(None if x is None else x if x.ndim == 4 else x[None] for x in views)
@@ -262,6 +265,10 @@ def explain_batch(
     requested = list(class_idx) if isinstance(class_idx, Sequence) else [class_idx] * count
     if len(requested) != count:
         raise ValueError(f"got {len(requested)} class indices for {count} images")
+    for c in requested:
+        _check_class(model, c)
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k must be a positive whole number of prototypes to show, got {top_k!r}")
     was_training = model.training
     model.eval()
     try:
@@ -269,7 +276,7 @@ def explain_batch(
             output = model(*inputs)
             family = family_of(model)
             explanations = family.resolved("explainer")(
-                model, output, inputs[0] if isinstance(images, Tensor) else inputs, top_k, requested)
+                model, output, inputs[0] if len(family.input_names) == 1 else inputs, top_k, requested)
     finally:
         model.train(was_training)
     for explanation in explanations:
@@ -279,15 +286,44 @@ def explain_batch(
 
 def _model_inputs(model: Any, images: Any) -> tuple[Tensor | None, ...]:
     """The model's positional inputs: ``(images,)``, the tuple given, or a dict in the family's input order."""
-    if isinstance(images, Tensor):
-        return (images,)
     if isinstance(images, Mapping):
         names = family_of(model).input_names
         unknown = set(images) - set(names)
         if unknown:
             raise ValueError(f"unknown inputs {sorted(unknown)}; this model reads {list(names)}")
-        return tuple(images.get(name) for name in names)
-    return tuple(images)
+        images = tuple(images.get(name) for name in names)
+    elif not isinstance(images, (list, tuple)):
+        images = (images,)
+    inputs = tuple(_as_tensor(x) for x in images)
+    if all(x is None for x in inputs):
+        raise ValueError("explain got no image (None); pass a (C, H, W) tensor normalised as the model expects")
+    return inputs
+
+
+HOW_TO_READ = ("read and transform it as the model expects: protozoo.data.build_transforms("
+               "protozoo.data.resolve_data_config(model), train=False)({'image': protozoo.data.read_image(path)})['image']")
+
+
+def _as_tensor(x: Any) -> Tensor | None:
+    """A tensor, None (a missing view), or a float numpy array as a tensor; anything else is refused."""
+    if x is None or isinstance(x, Tensor):
+        return x
+    if type(x).__module__ == "numpy" and getattr(x, "dtype", None) is not None and x.dtype.kind == "f":
+        return torch.from_numpy(x)
+    what = type(x).__module__.split(".")[0] + "." + type(x).__name__
+    if hasattr(x, "dtype"):
+        what += f" of dtype {x.dtype}"
+    raise ValueError(f"explain takes a (C, H, W) float tensor normalised as the model expects, got a {what}; {HOW_TO_READ}")
+
+
+def _check_class(model: Any, c: Any) -> None:
+    """A requested class must be a class index of the model (no negative or fractional index, no bool)."""
+    if c is None:
+        return
+    if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < model.num_classes:
+        names = output_class_names(model)
+        raise ValueError(f"class_idx must be a class index 0..{model.num_classes - 1} ({', '.join(names)}) or None "
+                         f"for the predicted class, got {c!r}")
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:

@@ -199,6 +199,25 @@ class Family:
         present = self.item_classes(model, batch, source)  # (B, C)
         return present[:, model.prototype_class.to(present.device)]
 
+    def check_dataset(self, model: Any, dataset: Any) -> None:
+        """Raise a ValueError naming the difference when a dataset does not fit the model.
+
+        What a training set would decide (``dataset_arguments``: its class count; a lesion
+        dataset's lesion names) must equal the model's architecture. A dataset that does not say
+        (no ``classes``, e.g. a ``Subset``) is not checked.
+        """
+        try:
+            decided = self.resolved("dataset_arguments")(dataset)
+        except (AttributeError, TypeError, ValueError):
+            return
+        for key, value in decided.items():
+            have = getattr(model.config, key, None)
+            if have is not None and have != value:
+                raise ValueError(
+                    f"the dataset gives {key}={value!r} but the model has {key}={have!r}; evaluate the model on data "
+                    f"of its own classes (protozoo train fits a model to a dataset)"
+                )
+
     def describe_prototypes(self, model: Any) -> str:
         """``"15 prototypes (3 per lesion x 5 lesions)"``, counted from ``prototype_class``."""
         counts = torch.bincount(model.prototype_class.cpu(), minlength=len(self.class_names(model))).tolist()

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from protozoo.data.collate import collate_items, to_device
+from protozoo.evaluate._checks import check_dataset_fits, check_whole
 from protozoo.family import family_of
 from protozoo.resample import bicubic_pair
 
@@ -242,6 +243,9 @@ def scan_parts(
         ``{view: PartCounts}``.
     """
     check_keypoints(keypoints)
+    check_whole("half_size", half_size, allow_none=True)
+    check_whole("batch_size", batch_size)
+    check_dataset_fits(model, dataset)
     device = torch.device(device) if device is not None else model_device(model)
     prototype_class = model.prototype_class.to(device)  # (P,)
     num_prototypes = prototype_class.numel()

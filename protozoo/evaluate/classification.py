@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from protozoo.evaluate._checks import check_dataset_fits, check_whole
 from protozoo.evaluate._parts import iterate_batches, jsonable, model_device, model_logits
 
 
@@ -91,7 +92,18 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> ClassificationResu
     """
     logits = logits.detach().float().cpu()
     labels = labels.detach().cpu()
+    if logits.ndim != 2 or len(labels) != len(logits):
+        raise ValueError(f"expected (N, K) logits and N labels, got logits {tuple(logits.shape)} and labels {tuple(labels.shape)}")
+    bad = (~torch.isfinite(logits)).any(dim=1)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} of {len(logits)} rows of logits hold NaN or Inf (first: row {int(bad.nonzero()[0, 0])}); "
+            "no score is computed from them: check the model's weights (a corrupted weight file gives NaN) and its inputs"
+        )
     n, num_classes = logits.shape
+    if labels.ndim == 1 and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        raise ValueError(f"labels must lie in 0..{num_classes - 1} for {num_classes} logits, got {int(labels.min())}"
+                         f"..{int(labels.max())}")
     if labels.ndim == 2:
         truth = labels > 0  # (N, K)
         decided = logits > 0
@@ -125,6 +137,8 @@ def classification(
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
     """
+    check_whole("batch_size", batch_size)
+    check_dataset_fits(model, dataset)
     device = torch.device(device) if device is not None else model_device(model)
     logits, labels = [], []
     with torch.inference_mode():
@@ -150,6 +164,8 @@ def lesion_aurocs(
     Returns:
         ``lesion name -> AUROC`` (nan for a lesion that is always or never present).
     """
+    check_whole("batch_size", batch_size)
+    check_dataset_fits(model, dataset)
     device = torch.device(device) if device is not None else model_device(model)
     logits, labels = [], []
     with torch.inference_mode():

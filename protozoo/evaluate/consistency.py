@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from protozoo.evaluate._checks import check_range
 from protozoo.evaluate._parts import PartCounts, jsonable, pick_view, scan_parts
 
 DEFAULT_MU = 0.8
@@ -65,8 +66,14 @@ class ConsistencyResult:
         )
 
 
+def check_mu(mu: float) -> float:
+    """``mu`` is a share of images: in (0, 1] (0.8 in the paper)."""
+    return check_range("mu", mu, 0.0, 1.0, low_open=True, meaning="the share of a class's images a part must be in the box in")
+
+
 def consistency_from_counts(counts: PartCounts, *, mu: float = DEFAULT_MU, view: str = "image") -> ConsistencyResult:
     """Turns the counts of :func:`~protozoo.evaluate._parts.scan_parts` into a :class:`ConsistencyResult`."""
+    check_mu(mu)
     seen = counts.visible > 0  # (P, K)
     ratios = torch.where(seen, counts.inside / counts.visible.clamp_min(1), torch.nan)  # (P, K)
     best_ratio, best_part = torch.where(seen, ratios, -1.0).max(dim=1)  # (P,), (P,)
@@ -126,6 +133,7 @@ def consistency(
     Returns:
         A :class:`ConsistencyResult`; ``score`` is 0-100.
     """
+    check_mu(mu)
     counts = scan_parts(
         model, dataset, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
     )

@@ -12,6 +12,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from protozoo.evaluate._checks import check_dataset_fits, check_range, check_whole
 from protozoo.evaluate._parts import (
     iterate_batches,
     jsonable,
@@ -82,9 +83,14 @@ def per_image_localization(
     Returns:
         ``{"pointing_game", "iou", "dice", "activation_precision"}`` each (B,) float.
     """
+    check_range("threshold", threshold, 0.0, 1.0, meaning="on the min-max normalised map")
+    check_range("top_fraction", top_fraction, 0.0, 1.0, low_open=True, meaning="the share of pixels looked at")
     lesion = _union_mask(masks)  # (B, H, W)
     size = tuple(lesion.shape[-2:])
     maps = maps.float()
+    if not torch.isfinite(maps).all():
+        raise ValueError("the explanation maps hold NaN or Inf values: no localization is scored from them; "
+                         "check the model's weights and inputs")
     if tuple(maps.shape[-2:]) != size:
         maps = upsample_bicubic(maps, size)  # (B, H, W)
     flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
@@ -187,6 +193,8 @@ def localization(
     Returns:
         A :class:`LocalizationResult`.
     """
+    check_dataset_fits(model, dataset)
+    check_whole("batch_size", batch_size)
     device = torch.device(device) if device is not None else model_device(model)
     per_image: dict[str, list[Tensor]] = {name: [] for name in METRICS}
     with torch.inference_mode():

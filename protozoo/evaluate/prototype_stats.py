@@ -12,6 +12,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from protozoo.evaluate._checks import check_dataset_fits, check_whole
 from protozoo.evaluate._parts import iterate_batches, jsonable, model_device, pick_view, prototype_maps
 from protozoo.family import class_mask, family_of
 
@@ -94,6 +95,9 @@ def prototype_stats(
         device: Where to run; None uses the model's device.
         view: Only this view's patches for multi-view models; None: the patches of every view.
     """
+    check_whole("k", k)
+    check_whole("batch_size", batch_size)
+    check_dataset_fits(model, dataset)
     device = torch.device(device) if device is not None else model_device(model)
     family = family_of(model)
     labels_of = family.resolved("labels")  # the prototype classes of an item (a lesion head: its lesions)

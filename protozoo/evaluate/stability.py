@@ -3,6 +3,8 @@ evaluation of consistency and stability together."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +14,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from protozoo.data.transforms import resolve_data_config
+from protozoo.evaluate._checks import check_range
 from protozoo.evaluate._parts import PartCounts, jsonable, pick_view, scan_parts
-from protozoo.evaluate.consistency import DEFAULT_MU, ConsistencyResult, consistency_from_counts
+from protozoo.evaluate.consistency import DEFAULT_MU, ConsistencyResult, check_mu, consistency_from_counts
 
 NOISE_SPACES = ("normalized", "pixel")
 
@@ -118,6 +121,8 @@ def gaussian_noise(
 
 
 def _model_noise(model: nn.Module, std: float, clip: float, space: str, seed: int) -> Callable[[Tensor], Tensor]:
+    check_range("noise_std", std, 0.0, math.inf, low_open=True, high_open=True, meaning="the std of the Gaussian noise")
+    check_range("noise_clip", clip, 0.0, math.inf, low_open=True, meaning="the noise is clipped to [-noise_clip, noise_clip]")
     mean_std = None
     if space == "pixel":
         config = resolve_data_config(model)
@@ -166,6 +171,7 @@ def consistency_and_stability(
 
     The options are those of :func:`~protozoo.evaluate.consistency` and :func:`stability`.
     """
+    check_mu(mu)
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
     counts = scan_parts(
         model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device

@@ -40,16 +40,29 @@ class ProtoModel(nn.Module):
         """Smallest height/width that still gives a feature map (the backbone's stride)."""
         return self.backbone.reduction
 
-    def check_input(self, x: Tensor) -> None:
-        """Raise a ValueError that names the problem for a batch this model cannot read.
+    def check_input(self, x: Tensor) -> Tensor:
+        """The batch as this model reads it, or a ValueError that names the problem and the fix.
 
-        Checks the rank, the channel count, the spatial size against the backbone stride, and
-        NaN/Inf values (which would otherwise silently poison every distance).
+        Checks the rank, the channel count, the spatial size against the backbone stride, the
+        dtype and NaN/Inf values (which would otherwise silently poison every distance). Floating
+        point images of another precision (float64, float16, bfloat16) are converted to the
+        model's dtype; integer and bool tensors are refused, since they are unnormalised pixels
+        (or masks) whose scale the model cannot know.
         """
         c = self.config.in_chans
         if not isinstance(x, Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected a batch of images (B, {c}, H, W), got {shape}; add a batch dim with x[None]")
+            raise ValueError(f"expected a batch of images (B, {c}, H, W), got {shape}; add a batch dim with x[None]"
+                             + ("" if isinstance(x, Tensor) else " (and convert it to a torch tensor)"))
+        if not x.is_floating_point():
+            raise ValueError(
+                f"expected float images normalised as the model was trained, got a {x.dtype} tensor; scale the "
+                "pixels to [0, 1] and normalise them with the model's mean and std "
+                "(protozoo.data.build_transforms(protozoo.data.resolve_data_config(model), train=False))"
+            )
+        dtype = next(iter(self.parameters()), x).dtype
+        if x.dtype != dtype:
+            x = x.to(dtype)
         if x.shape[1] != c:
             fix = "convert the images to grayscale" if c == 1 else f"give {c}-channel images"
             raise ValueError(
@@ -63,6 +76,7 @@ class ProtoModel(nn.Module):
             )
         if not torch.isfinite(x).all():
             raise ValueError("input contains NaN or Inf values; check the image loading and normalisation")
+        return x
 
     def model_args(self) -> dict[str, Any]:
         """The architecture arguments, JSON-able (what ``config.json`` stores)."""

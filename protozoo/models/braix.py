@@ -53,7 +53,7 @@ class BRAIxProtoPNet(ProtoPNet):
         self.global_head.add_module("fc", nn.Linear(self.backbone.out_channels, config.num_classes))
 
     def forward(self, x: Tensor) -> BRAIxOutput:
-        self.check_input(x)
+        x = self.check_input(x)
         features = self.backbone(x)  # (B, C, H, W)
         proto = self.head(features)
         global_logits = self.global_head(features)  # (B, K)

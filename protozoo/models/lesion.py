@@ -88,7 +88,7 @@ class LesionProtoPNet(ProtoPNet):
         return self.config.prototypes_per_class
 
     def forward(self, x: Tensor) -> LesionOutput:
-        self.check_input(x)
+        x = self.check_input(x)
         return self.head(self.backbone(x))
 
     def lesion_maps(self, x: Tensor) -> Tensor:

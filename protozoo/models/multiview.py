@@ -92,9 +92,8 @@ class MultiViewProtoPNet(ProtoPNet):
         """
         if mlo is _NOT_GIVEN:
             raise ValueError(TWO_VIEW_CALL)
+        cc, mlo = (None if x is None else self.check_input(x) for x in (cc, mlo))
         given = [x for x in (cc, mlo) if x is not None]
-        for x in given:
-            self.check_input(x)
         if len(given) == 2 and cc.shape != mlo.shape:
             raise ValueError(f"the CC and MLO views must have one shape, got {tuple(cc.shape)} and "
                              f"{tuple(mlo.shape)}; resize both views to one size")

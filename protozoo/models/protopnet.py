@@ -108,7 +108,7 @@ class ProtoPNet(ProtoModel):
 
     def latent(self, x: Tensor) -> Tensor:
         """(B, C_in, H_in, W_in) images -> (B, D, H, W) add-on output, the space prototypes live in."""
-        self.check_input(x)
+        x = self.check_input(x)
         return self.head.add_on(self.backbone(x))
 
     def distance_maps(self, x: Tensor) -> Tensor:
@@ -120,7 +120,7 @@ class ProtoPNet(ProtoModel):
         return self.head.activation(self.distance_maps(x))
 
     def forward(self, x: Tensor) -> ProtoOutput:
-        self.check_input(x)
+        x = self.check_input(x)
         return self.head(self.backbone(x))
 
     def parameter_groups(self) -> dict[str, list]:
