@@ -4,6 +4,7 @@ and the one atomic-write helper (:func:`atomic_path`) every file a user keeps is
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -67,6 +68,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:  # name the file we were writing, not the hidden temporary one
+            raise OSError(errno.ENOSPC, f"no space left on device writing {path.name}", str(path)) from err
+        raise
+    except SafetensorError as err:  # safetensors reports a full disk as its own error
+        if "code: 28" in str(err) or "StorageFull" in str(err) or "No space left" in str(err):
+            raise OSError(errno.ENOSPC, f"no space left on device writing {path.name}", str(path)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

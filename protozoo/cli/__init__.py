@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -19,14 +20,33 @@ def main(argv: list[str] | None = None) -> int:
         module.add_parser(subparsers, name)
     args = parser.parse_args(argv)
     configure_threads()
+    from protozoo.train.checkpoint import RunLockedError
+
     try:
         return SUBCOMMANDS[args.command].run(args) or 0
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stderr.close()
         return 0
-    except (ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
+        print(f"protozoo {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, RunLockedError) as err:
         print(f"protozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        folder = os.path.dirname(err.filename) if err.filename else getattr(args, "out", None) or "."
+        print(f"protozoo {args.command}: error: no space left on the device of {str(folder)!r}; free space there "
+              f"(or choose another folder){_resume_hint(args, ' and')}", file=sys.stderr)
+        return 1
+
+
+def _resume_hint(args: argparse.Namespace, joiner: str = ";") -> str:
+    """For ``train``: how to continue from the last checkpoint."""
+    if args.command != "train":
+        return ""
+    return f"{joiner} the run in {str(args.out)!r} can be resumed from its last checkpoint with --resume"
 
 
 def configure_threads() -> int:

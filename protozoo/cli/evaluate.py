@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from protozoo.cli._args import positive_int
+
 METRICS = ("accuracy", "consistency", "stability", "localization", "prototypes")
 
 
@@ -20,7 +22,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument(
         "--metrics", default="accuracy", help=f"comma-separated, of {', '.join(METRICS)} (default: accuracy)"
     )
-    parser.add_argument("--num-samples", type=int, help="synthetic datasets: number of samples")
+    parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: number of samples")
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")

@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from protozoo.cli._args import nonnegative_int, positive_int
 from protozoo.train.schedule import Recipe
 
 RECIPE_FLAGS = {  # flag dest -> Recipe field
@@ -25,32 +26,31 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, metrics, model/)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--recipe", type=Path, help="recipe .json/.yaml; flags below override its fields")
-    parser.add_argument("--global-epochs", type=int, help="BRAIxProtoPNet++: epochs of the global branch alone first")
-    parser.add_argument("--epochs", type=int, help="warm + joint epochs")
-    parser.add_argument("--warm-epochs", type=int)
-    parser.add_argument("--push-start", type=int)
-    parser.add_argument("--push-every", type=int)
-    parser.add_argument("--last-layer-epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--global-epochs", type=nonnegative_int,
+                        help="BRAIxProtoPNet++: epochs of the global branch alone first")
+    parser.add_argument("--epochs", type=positive_int, help="warm + joint epochs")
+    parser.add_argument("--warm-epochs", type=nonnegative_int)
+    parser.add_argument("--push-start", type=nonnegative_int)
+    parser.add_argument("--push-every", type=positive_int)
+    parser.add_argument("--last-layer-epochs", type=nonnegative_int)
+    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--unique-source", choices=["none", "per_class", "global"])
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--image-size", type=int, help="input size (default: the model's)")
-    parser.add_argument("--num-samples", type=int, help="synthetic datasets: training samples")
+    parser.add_argument("--image-size", type=positive_int, help="input size (default: the model's)")
+    parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: training samples")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)")
-    parser.add_argument("--prototypes-per-class", type=int)
+    parser.add_argument("--prototypes-per-class", type=positive_int)
     parser.add_argument("--pretrained-backbone", action="store_true", help="ImageNet backbone from an offline source")
-    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--num-workers", type=nonnegative_int, default=0)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def recipe_from_args(args: argparse.Namespace, family_default: Recipe | None = None) -> Recipe:
-    """The recipe: the run's saved one on --resume, else --recipe or the model family's default
-    (``Task.recipe``: BRAIxProtoPNet++'s global stage, the lesion head's separation...), then the flags."""
-    saved = args.out / "recipe.json"
-    if args.resume and saved.exists():
-        return Recipe.load(saved)
+    """The recipe: --recipe or the model family's default (``Task.recipe``: BRAIxProtoPNet++'s
+    global stage, the lesion head's separation...), then the flags. On --resume too: ``fit`` compares
+    it with the run's saved ``recipe.json`` and refuses a different one, saying what differs."""
     recipe = Recipe.load(args.recipe) if args.recipe else family_default or Recipe()
     changes = {field: getattr(args, dest) for dest, field in RECIPE_FLAGS.items() if getattr(args, dest) is not None}
     return Recipe.from_dict(recipe.to_dict() | changes)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     seed = recipe_from_args(args).seed  # the model's init depends on it, and families share the default seed
     model_overrides = {}
-    if args.prototypes_per_class:
+    if args.prototypes_per_class is not None:
         model_overrides["prototypes_per_class"] = args.prototypes_per_class
     run_ = prepare_run(
         args.model, args.data, image_size=args.image_size, num_samples=args.num_samples,

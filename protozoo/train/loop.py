@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from protozoo.data.collate import collate_items, to_device
 from protozoo.serialization import write_json
-from protozoo.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from protozoo.train.checkpoint import (CHECKPOINT_NAME, RunDefinitionError, RunLock, check_run_definition,
+                                       load_checkpoint, read_checkpoint_state, save_checkpoint)
 from protozoo.train.distributed import DistContext
 from protozoo.train.schedule import PHASES, Recipe
 from protozoo.train.tasks import Task, task_for
@@ -145,22 +146,41 @@ def fit(
                num_workers=num_workers, out=Path(out_dir) if out_dir is not None else None)
     run.device = run.ctx.device(device)
     model.to(run.device)
+    run.definition = run_definition(model, recipe, train_data)
     start, history = _start(run, resume)
-    wrapped, wrapped_phase = model, None
-    for index in range(start, len(run.plan)):
-        step = run.plan[index]
-        started = time.perf_counter()
-        if step.kind == "push":
-            row = _push_step(run, push_data or train_data, index, step)
-        else:
-            if step.phase != wrapped_phase:  # DDP wraps the parameters that train: re-wrap when the phase changes
-                set_trainable(model, step.phase)
-                wrapped, wrapped_phase = run.ctx.wrap(model), step.phase
-            row = _train_step(run, wrapped, train_data, val_data, index, step)
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        history.append(row)
-        _record(run, history, index, step)
-    return _finish(run, history)
+    try:
+        wrapped, wrapped_phase = model, None
+        for index in range(start, len(run.plan)):
+            step = run.plan[index]
+            started = time.perf_counter()
+            if step.kind == "push":
+                row = _push_step(run, push_data or train_data, index, step)
+            else:
+                if step.phase != wrapped_phase:  # DDP wraps the parameters that train: re-wrap when the phase changes
+                    set_trainable(model, step.phase)
+                    wrapped, wrapped_phase = run.ctx.wrap(model), step.phase
+                row = _train_step(run, wrapped, train_data, val_data, index, step)
+            row["seconds"] = round(time.perf_counter() - started, 3)
+            history.append(row)
+            _record(run, history, index, step)
+        return _finish(run, history)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def run_definition(model, recipe: Recipe, train_data: Dataset) -> dict[str, Any]:
+    """What makes a run this run: the model, its training data (spec, options, input size, size) and
+    the recipe. Stored in the checkpoint; a resume with another definition is refused."""
+    cfg = model.pretrained_cfg
+    definition = {
+        "model": {"architecture": model.config.arch, "model_args": model.model_args()},
+        "data": cfg.extra.get("train_data"),  # prepare_run records --data, --data-option, --num-samples
+        "input_size": list(cfg.input_size),
+        "train_items": len(train_data) if hasattr(train_data, "__len__") else None,
+        "recipe": recipe.to_dict(),
+    }
+    return json.loads(json.dumps(definition))  # as it reads back from the checkpoint (tuples become lists)
 
 
 @dataclass
@@ -180,6 +200,8 @@ class _Run:
     schedulers: dict[str, Any] = field(default_factory=dict)
     plan: list = field(default_factory=list)
     writer: Any = None
+    lock: RunLock | None = None
+    definition: dict[str, Any] = field(default_factory=dict)
 
     @property
     def checkpoint(self) -> Path | None:
@@ -192,6 +214,20 @@ class _Run:
 
 def _start(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
     """Start or resume: optimizers, scheduler and plan; the checkpoint's position and history on resume."""
+    out = run.out
+    if out is not None and run.ctx.is_main:  # one run per folder: a second refuses, naming the first's pid
+        run.lock = RunLock(out).acquire()
+        if run.lock.took_over:
+            run.log(f"took over the lock of {out} left by {run.lock.took_over}, which is no longer running")
+    try:
+        return _start_locked(run, resume)
+    except BaseException:
+        if run.lock is not None:
+            run.lock.release()
+        raise
+
+
+def _start_locked(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
     recipe, ctx, out = run.recipe, run.ctx, run.out
     run.optimizers = make_optimizers(run.model, recipe)
     run.schedulers = {"joint": joint_scheduler(run.optimizers["joint"], recipe)}
@@ -203,6 +239,14 @@ def _start(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
                 f"{str(out)!r} already holds a run's checkpoint; pass resume=True (--resume) to continue it, "
                 "or choose another output folder"
             )
+        saved = read_checkpoint_state(run.checkpoint).get("definition")
+        recipe_file = out / "recipe.json"
+        if not recipe_file.is_file():
+            raise RunDefinitionError(f"{str(recipe_file)!r} is missing: a resumed run must be checked against the "
+                                     "recipe it started with; restore the file, or start the run in another folder")
+        # Checkpoints from before run definitions were stored: only the recipe is checked.
+        saved_recipe = json.loads(json.dumps(Recipe.load(recipe_file).to_dict()))
+        check_run_definition({**(saved or run.definition), "recipe": saved_recipe}, run.definition, out)
         state = load_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers)
         start, history = state["next_step"], state["history"]
         if ctx.is_main:
@@ -254,7 +298,8 @@ def _record(run: _Run, history: list[dict[str, Any]], index: int, step) -> None:
         if run.out is not None:
             _write_metrics(history, run.out)
             save_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers,
-                            state={"next_step": index + 1, "history": history, "epoch": step.epoch, "phase": step.phase})
+                            state={"next_step": index + 1, "history": history, "epoch": step.epoch, "phase": step.phase,
+                                   "definition": run.definition})
             if run.writer is not None:
                 for key, value in row.items():
                     if isinstance(value, float):

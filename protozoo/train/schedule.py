@@ -30,6 +30,7 @@ field (``Recipe.paper()`` sets the reference's value):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,11 @@ DEFAULT_WARM_LR = {"add_on": 3e-3, "prototypes": 3e-3, "readout": 1e-2}
 # Adam weight decay per parameter group (the reference's: 1e-3 on the features and add-on layers);
 # groups left out (prototypes, last layer, readout) are not decayed.
 DEFAULT_WEIGHT_DECAY = {"backbone": 1e-3, "add_on": 1e-3, "global_head": 1e-3}
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self):
+        self._check_values()
         if isinstance(self.loss, dict):
             self.loss = LossWeights(**self.loss)
         # A partial learning-rate table keeps the defaults of the groups it does not name.
@@ -145,6 +152,31 @@ class Recipe:
             raise ValueError(f"unique_source must be 'none', 'per_class' or 'global', not {self.unique_source!r}")
         if not 0 <= self.warm_epochs <= self.epochs:
             raise ValueError(f"warm_epochs={self.warm_epochs} must lie between 0 and epochs={self.epochs}")
+
+    def _check_values(self) -> None:
+        """Raise a ValueError naming the field for a value the plan cannot mean (``epochs=0``, ``lr="fast"``)."""
+        least = {"epochs": 1, "push_every": 1, "batch_size": 1, "lr_step": 1, "global_epochs": 0, "warm_epochs": 0,
+                 "push_start": 0, "last_layer_epochs": 0, "lr_step_offset": 0}
+        for name, low in least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"recipe field {name} must be an integer >= {low}, not {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"recipe field seed must be an integer, not {self.seed!r}")
+        for name in ("push_at_end", "freeze_norm_stats"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"recipe field {name} must be true or false, not {getattr(self, name)!r}")
+        if not _is_number(self.lr_gamma) or not self.lr_gamma > 0:
+            raise ValueError(f"recipe field lr_gamma must be a number > 0, not {self.lr_gamma!r}")
+        for name in ("lr", "warm_lr", "weight_decay"):
+            table = getattr(self, name)
+            if name == "weight_decay" and _is_number(table):
+                table = {"(all)": table}
+            if not isinstance(table, dict):
+                raise ValueError(f"recipe field {name} must be a table of parameter group -> number, not {table!r}")
+            for group, value in table.items():
+                if not _is_number(value) or value < 0:
+                    raise ValueError(f"recipe field {name}[{group!r}] must be a number >= 0, not {value!r}")
 
     @classmethod
     def paper(cls, *, similarity: str = "log", **overrides: Any) -> Recipe:

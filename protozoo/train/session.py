@@ -45,6 +45,9 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
 
     import protozoo
 
+    for name, value in (("image_size", image_size), ("num_samples", num_samples)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or None for the default), not {value!r}")
     torch.manual_seed(seed)  # the model's random init is part of the recipe: same seed, same run
     scheme, _ = parse_spec(data_spec)
     synthetic = scheme.startswith("synthetic-")
