@@ -14,7 +14,7 @@ from typing import Any
 
 from protozoo import registry
 from protozoo.backbone_weights import BackboneWeightsNotFound, load_backbone_weights
-from protozoo.hub import UntrainedWarning, hub_snapshot, load_pretrained, load_registered
+from protozoo.hub import UntrainedWarning, check_model_args, hub_snapshot, load_pretrained, load_registered
 from protozoo.models._base import ProtoModel
 from protozoo.pretrained import PretrainedCfg, adapt_channels
 
@@ -57,7 +57,9 @@ def create_model(
     # A tag, or an alias (which names one model), builds the architecture of the weights it names:
     # what load(name) gives. A bare architecture name builds the architecture's defaults.
     named = name in registry.list_aliases() or bool(registry.split_model_name(name)[1])
-    model = registry.get_entrypoint(cfg.architecture)(**{**(registry.model_args(cfg) if named else {}), **overrides})
+    arguments = {**(registry.model_args(cfg) if named else {}), **overrides}
+    check_model_args(cfg.architecture, arguments, f"create_model({name!r})", trusted=True)  # sizes before allocation
+    model = registry.get_entrypoint(cfg.architecture)(**arguments)
     # Without pretrained weights the model carries no weight pointer: the named model's input
     # settings, else the architecture's defaults.
     base = cfg.replace(weights_dir=None, hf_hub_id=None, file=None) if named else registry.default_cfg(cfg.architecture)

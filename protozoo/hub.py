@@ -80,34 +80,43 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_model_args(arch: str, model_args: Any, source: str) -> dict[str, Any]:
-    """Check a config's architecture arguments before anything is built from them.
+def check_model_args(arch: str, model_args: Any, source: str, *, trusted: bool = False) -> dict[str, Any]:
+    """Check architecture arguments before anything is built from them.
 
     Only the architecture's own fields, integers where integers belong, a timm model name for the
     backbone, and only :data:`SAFE_BACKBONE_KWARGS` for timm: a config file never makes protozoo
     open a file, reach the network or import a class. Sizes past :data:`MAX_HEAD_PARAMETERS` are
     refused before any allocation.
 
+    Args:
+        arch: The registered architecture.
+        model_args: Its arguments (a config's ``model_args``, or ``create_model``'s keywords).
+        source: What to name in errors (the config file, or the call).
+        trusted: Arguments from the caller's own code (``create_model``): the backbone and its
+            timm arguments are theirs to choose; types and sizes are still checked.
+
     Raises:
-        WeightFileError: Naming ``source`` (the config file) and the key.
+        WeightFileError: Naming ``source`` and the key (a ``ValueError``).
     """
     from protozoo.family import family_of_arch
 
     def bad(key: str, problem: str) -> WeightFileError:
-        return WeightFileError(f"{source}: model_args.{key} {problem}")
+        return WeightFileError(f"{source}: {'' if trusted else 'model_args.'}{key} {problem}")
 
     if not isinstance(model_args, dict):
         raise WeightFileError(f"{source}: model_args must be an object of architecture arguments, "
                               f"not {type(model_args).__name__}")
     try:
         config_class = family_of_arch(arch).model_class.config_class
-    except ValueError as err:
+        known = {f.name: f for f in dataclasses.fields(config_class)}
+    except (ValueError, AttributeError, TypeError) as err:
+        if trusted:  # an entrypoint registered without a family: its own code checks its arguments
+            return dict(model_args)
         raise WeightFileError(f"{source}: architecture {arch!r} is unknown ({err})") from err
-    known = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(model_args) - set(known))
     if unknown:
         raise WeightFileError(f"{source}: unknown architecture arguments {unknown} for {arch}; known: {sorted(known)}")
-    if model_args.get("arch", arch) != arch:
+    if not trusted and model_args.get("arch", arch) != arch:
         raise bad("arch", f"is {model_args['arch']!r} but the architecture is {arch!r}")
     args = {k: v for k, v in model_args.items()}
     for key, least in POSITIVE_INTS.items():
@@ -115,22 +124,24 @@ def check_model_args(arch: str, model_args: Any, source: str) -> dict[str, Any]:
             raise bad(key, f"must be an integer >= {least}, not {args[key]!r}")
     if "feature_stage" in args and (not isinstance(args["feature_stage"], int) or isinstance(args["feature_stage"], bool)):
         raise bad("feature_stage", f"must be an integer (a timm stage index, -1 the deepest), not {args['feature_stage']!r}")
-    if "backbone" in args:
+    if "backbone" in args and not trusted:
         name = args["backbone"]
         if not isinstance(name, str) or not name or any(c in name for c in ":/\\") or name.startswith("."):
             raise bad("backbone", f"must be a timm model name (no paths, no hf-hub: or other schemes), not {name!r}")
     kwargs = args.get("backbone_kwargs", {})
     if not isinstance(kwargs, dict):
         raise bad("backbone_kwargs", f"must be an object, not {type(kwargs).__name__}")
-    for key, value in kwargs.items():
+    for key, value in kwargs.items() if not trusted else ():
         if key not in SAFE_BACKBONE_KWARGS:
             raise bad(f"backbone_kwargs.{key}", f"is not allowed: a saved model may pass only "
                       f"{sorted(SAFE_BACKBONE_KWARGS)} to timm (never files, weights or classes)")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
             raise bad(f"backbone_kwargs.{key}", f"must be a rate in [0, 1), not {value!r}")
-    classes = args.get("num_classes", known["num_classes"].default)
-    per_class = args.get("prototypes_per_class", known["prototypes_per_class"].default)
-    depth = args.get("prototype_dim", known["prototype_dim"].default)
+    def value(key: str, fallback: int) -> int:
+        default = known[key].default if key in known else fallback
+        return args.get(key, default if isinstance(default, int) else fallback)
+
+    classes, per_class, depth = value("num_classes", 1), value("prototypes_per_class", 1), value("prototype_dim", 1)
     groups = len(args["lesion_names"]) if isinstance(args.get("lesion_names"), list) else classes
     prototypes = per_class * max(groups, 1)
     size = prototypes * depth + prototypes * classes
@@ -198,6 +209,7 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
     if not isinstance(arch, str):
         raise WeightFileError(f"{source}: architecture must be a registered name, not {arch!r}")
     model_args = check_model_args(arch, model_args, source)
+    check_model_args(arch, {**model_args, **overrides}, f"load({str(directory)!r})", trusted=True)
     pretrained_cfg = _pretrained_cfg(config, arch, source)
     try:
         model = registry.get_entrypoint(arch)(**{**model_args, **overrides})

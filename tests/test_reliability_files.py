@@ -147,3 +147,24 @@ def test_a_garbled_or_foreign_prototypes_json_is_named(saved, damage, message):
     damage(folder)
     with pytest.raises(WeightFileError, match=message):
         protozoo.load(str(folder))
+
+
+BAD_CALLS = [
+    (dict(num_classes=10**5), r"create_model\('protopnet_resnet18'\): the head would hold 1e\+11 parameters"),
+    (dict(num_classes=0), r"create_model\('protopnet_resnet18'\): num_classes must be an integer >= 1, not 0"),
+    (dict(prototypes_per_class=-1), r"prototypes_per_class must be an integer >= 1"),
+    (dict(prototypes_per_class="3"), r"prototypes_per_class must be an integer >= 1, not '3'"),
+    (dict(colour="blue"), r"unknown architecture arguments \['colour'\]"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_CALLS)
+def test_absurd_or_wrong_create_model_arguments_are_refused_before_allocation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        protozoo.create_model("protopnet_resnet18", backbone="test_resnet", **overrides)
+
+
+def test_load_overrides_are_checked_too(saved):
+    _, folder = saved
+    with pytest.raises(ValueError, match=r"load\(.*num_classes must be an integer >= 1, not 0"):
+        protozoo.load(str(folder), num_classes=0)
