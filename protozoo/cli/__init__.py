@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resume_hint(args: argparse.Namespace, joiner: str = ";") -> str:
-    """For ``train``: how to continue from the last checkpoint."""
-    if args.command != "train":
+    """For the subcommands that train (``train``, ``demo``): how to continue from the last checkpoint."""
+    if not hasattr(args, "resume") or getattr(args, "out", None) is None:
         return ""
     return f"{joiner} the run in {str(args.out)!r} can be resumed from its last checkpoint with --resume"
 
