@@ -127,6 +127,10 @@ class Family:
             default recipe (``{"global_epochs": 5, "unique_source": "per_class"}``).
         explainer: ``(model, output, inputs, top_k, classes) -> [Explanation]``.
         panel: ``(explanation, sources, *, path) -> Figure``: the family's local explanation panel.
+        saliency_branches: ``{name: (model, x, view) -> (B, K) logits}`` that post-hoc saliency
+            (Grad-CAM...) can explain on one view's images ``x``, the default first
+            (:func:`protozoo.evaluate.posthoc_localization`; BRAIxProtoPNet++: ``global``, its
+            global CNN branch, then ``ensemble``).
         example_data: A built-in ``load_dataset`` spec the family trains on (its items have
             everything in ``requires``); the shared contract test runs every family on it.
         backbones: Registered name suffix -> (timm backbone, default pretrained config): one
@@ -151,6 +155,7 @@ class Family:
     recipe: Mapping[str, Any] = field(default_factory=dict)
     explainer: Ref = "protozoo.explanation:explain_protopnet"
     panel: Ref = "protozoo.viz.panel:render_panel"
+    saliency_branches: Mapping[str, Ref] = field(default_factory=lambda: {"logits": "protozoo.evaluate.posthoc:image_logits"})
     example_data: str = "synthetic-parts"
     backbones: Mapping[str, tuple[str, PretrainedCfg]] = field(default_factory=lambda: dict(BACKBONES))
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from protozoo.cli._args import positive_int
 
-METRICS = ("accuracy", "consistency", "stability", "localization", "prototypes")
+METRICS = ("accuracy", "consistency", "stability", "localization", "posthoc", "prototypes")
+LOCALIZATION_COLUMNS = ("pointing_game", "activation_precision", "iou", "dice")
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -27,6 +28,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stability noise")
+    parser.add_argument("--posthoc-methods", default="gradcam,gradcam++,scorecam",
+                        help="posthoc: comma-separated post-hoc maps (default: gradcam,gradcam++,scorecam)")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
 
 
@@ -56,8 +59,14 @@ def build_data(model, spec: str, split: str, *, image_size: int | None, num_samp
     return dataset
 
 
-def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str | None, seed: int) -> dict[str, Any]:
-    """Runs the chosen evaluators; consistency and stability share one pass."""
+def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str | None, seed: int,
+             posthoc_methods: tuple[str, ...] = ("gradcam", "gradcam++", "scorecam")) -> dict[str, Any]:
+    """Runs the chosen evaluators; consistency and stability share one pass.
+
+    ``posthoc``: ``{"<method> [<branch>]": localization}`` for every post-hoc method and every
+    saliency branch of the model (BRAIxProtoPNet++: ``global`` and ``ensemble``), on the same
+    images and the same (true) class as ``localization``.
+    """
     from protozoo import evaluate as ev
 
     common = {"batch_size": batch_size, "device": device}
@@ -73,9 +82,30 @@ def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str
         report["stability"] = ev.stability(model, dataset, seed=seed, **common).to_dict()
     if "localization" in metrics:
         report["localization"] = ev.localization(model, dataset, **common).to_dict()
+    if "posthoc" in metrics:
+        from protozoo.evaluate.posthoc import saliency_branches
+
+        report["posthoc"] = {
+            f"{method} [{branch}]": ev.posthoc_localization(model, dataset, method=method, branch=branch,
+                                                            **common).to_dict()
+            for branch in saliency_branches(model) for method in posthoc_methods
+        }
     if "prototypes" in metrics:
         report["prototypes"] = ev.prototype_stats(model, dataset, **common).to_dict()
     return report
+
+
+def localization_table(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows (map, pointing game, activation precision, IoU, Dice): the prototype maps, then each
+    post-hoc map, scored on the same images; empty when the report has neither."""
+    maps = ([("prototypes (top of true class)", report["localization"])] if "localization" in report else [])
+    maps += list(report.get("posthoc", {}).items())
+    if not maps:
+        return []
+    rows = [("map", *LOCALIZATION_COLUMNS)]
+    for name, scores in maps:
+        rows.append((name, *("-" if scores[key] is None else f"{scores[key]:.4g}" for key in LOCALIZATION_COLUMNS)))
+    return rows
 
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -84,7 +114,6 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         "classification": ("accuracy", "balanced_accuracy", "auroc"),
         "consistency": ("score",),
         "stability": ("score",),
-        "localization": ("pointing_game", "iou", "dice", "activation_precision"),
         "prototypes": ("mean_purity", "distinct_nearest_images", "distinct_source_images"),
     }
     rows = []
@@ -106,11 +135,21 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         model.to(args.device)
     dataset = build_data(model, args.data, args.split, image_size=args.image_size, num_samples=args.num_samples)
-    report = evaluate(model, dataset, metrics, batch_size=args.batch_size, device=args.device, seed=args.seed)
-    rows = [("metric", "value")] + summary_rows(report)
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    methods = tuple(name.strip() for name in args.posthoc_methods.split(",") if name.strip())
+    report = evaluate(model, dataset, metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                      posthoc_methods=methods)
+    rows = summary_rows(report)
+    if rows:
+        rows = [("metric", "value")] + rows
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"{name:<{width}}  {value}")
+    table = localization_table(report)
+    if table:
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        print("localization on the same images (lesion-bearing), prototypes vs post-hoc:")
+        for row in table:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
     if args.out:
         from protozoo.serialization import write_json
 

@@ -72,12 +72,20 @@ class BRAIxProtoPNet(ProtoPNet):
         return super().parameter_groups() | {"global_head": list(self.global_head.parameters())}
 
 
+def global_branch_logits(model: BRAIxProtoPNet, x: Tensor, view: str = "image") -> Tensor:
+    """(B, K) logits of the global CNN branch alone (what post-hoc saliency of the global model explains)."""
+    return model(x).global_logits
+
+
 register_family(Family(
     example_data="synthetic-mammo",
     name="braix_protopnet_pp", model_class=BRAIxProtoPNet, title="BRAIxProtoPNet++ (Wang et al. 2022)", paper=PAPER,
     loss="protozoo.train.losses_medical:braix_loss", explainer="protozoo.explanation:explain_braix",
     # The global branch alone, then prototypes, then jointly; no source image reused within a class.
     recipe={"global_epochs": 5, "unique_source": "per_class"},
+    # Grad-CAM of the global CNN branch is the paper's post-hoc comparison; the ensemble too.
+    saliency_branches={"global": "protozoo.models.braix:global_branch_logits",
+                       "ensemble": "protozoo.evaluate.posthoc:image_logits"},
 ))
 
 # The default model: EfficientNet-Lite0 (real ImageNet weights offline), one-channel mammograms,

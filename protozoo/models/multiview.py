@@ -175,10 +175,16 @@ def two_view_inputs(batch: dict[str, Any]) -> tuple[Tensor | None, Tensor | None
     return tuple(views[v]["image"] if v in views else None for v in VIEWS)
 
 
+def one_view_logits(model: MultiViewProtoPNet, x: Tensor, view: str) -> Tensor:
+    """(B, K) breast logits from one view alone (the other missing): what post-hoc saliency explains per view."""
+    return model(**{name: x if name == view else None for name in VIEWS}).logits
+
+
 register_family(Family(
     example_data="synthetic-mammo",
     name="protopnet_multiview", model_class=MultiViewProtoPNet, title="multi-view (CC/MLO) ProtoPNet", paper=PAPER,
     requires=("views", "label"), inputs=two_view_inputs, views=breast_views, input_names=VIEWS,
     loss="protozoo.train.losses_multiview:multiview_loss", explainer="protozoo.explanation:explain_multiview",
     panel="protozoo.viz.multiview:render_multiview_panel",
+    saliency_branches={"logits": "protozoo.models.multiview:one_view_logits"},
 ))

@@ -8,9 +8,10 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from protozoo.data import load_dataset
-from protozoo.evaluate import gradcam, localization_from_maps, posthoc_localization, posthoc_maps
-from protozoo.evaluate.posthoc import default_target_layer
+import protozoo
+from protozoo.data import build_transforms, load_dataset, resolve_data_config
+from protozoo.evaluate import gradcam, localization, localization_from_maps, posthoc_localization, posthoc_maps
+from protozoo.evaluate.posthoc import default_target_layer, saliency_branches
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +97,78 @@ def test_unknown_method():
 
 
 def test_any_module_with_a_target_layer(tiny_model):
-    with pytest.raises(ValueError, match="target_layer"):
-        default_target_layer(tiny_model)
     maps = gradcam(tiny_model, torch.randn(2, 3, 64, 64), target_layer=tiny_model.head.add_on)  # reads .logits
     assert maps.shape == (2, 64, 64)
+
+
+def test_default_target_layer_feeds_the_logits(tiny_model):
+    """Protozoo models: the backbone, whose output the head reads; other modules: the last spatial
+    layer on the logits' graph (a layer computed but unused is skipped)."""
+    assert default_target_layer(tiny_model) is tiny_model.backbone
+    images = torch.randn(2, 3, 64, 64)
+    store = {}
+    handle = tiny_model.backbone.register_forward_hook(lambda m, i, o: store.update(features=o))
+    tiny_model(images)
+    handle.remove()
+    assert torch.equal(store["features"], tiny_model.backbone(images))  # what the head is fed
+
+    class Dangling(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 1)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            features = self.used(x)
+            self.unused(features)  # on no path to the logits
+            return self.fc(features.mean(dim=(2, 3)))
+
+    model = Dangling()
+    assert default_target_layer(model) is model.used
+
+
+def _tiny(arch: str, **overrides):
+    torch.manual_seed(0)
+    options = dict(prototypes_per_class=2, prototype_dim=16, feature_stage=2) | overrides
+    return protozoo.create_model(arch, pretrained_backbone=False, **options).eval()
+
+
+@pytest.mark.parametrize("arch,spec,options", [
+    ("braix_protopnet_pp_resnet18", "synthetic-mammo", {"num_classes": 3}),
+    ("protopnet_multiview_resnet18", "synthetic-mammo", {"num_classes": 3, "in_chans": 1}),
+    ("protopnet_resnet18", "synthetic-fundus", {"num_classes": 2}),
+])
+def test_posthoc_localization_with_no_configuration_on_protozoo_models(arch, spec, options):
+    """Every head: no target layer, no branch given; the same images as the prototype localization."""
+    model = _tiny(arch, **options)
+    data = load_dataset(spec, "test", image_size=64, num_samples=6,
+                        transform=build_transforms(resolve_data_config(model, input_size=(model.config.in_chans, 64, 64)),
+                                                   train=False))
+    branches = list(saliency_branches(model))
+    result = posthoc_localization(model, data, batch_size=3)
+    prototypes = localization(model, data, batch_size=3)
+    assert result.details["branch"] == branches[0] and result.details["class_source"] == "true"
+    assert result.evaluated == prototypes.evaluated > 0  # one image per view, lesion-bearing, as localization
+    assert torch.equal(result.per_image["iou"].isnan(), prototypes.per_image["iou"].isnan())
+
+
+def test_braix_branches_are_its_global_cnn_and_the_ensemble():
+    model = _tiny("braix_protopnet_pp_resnet18", num_classes=3)
+    assert list(saliency_branches(model)) == ["global", "ensemble"]
+    images = torch.randn(2, 1, 64, 64)
+    targets = torch.tensor([1, 2])
+    # Grad-CAM of the global branch is Grad-CAM of a network that is backbone -> global head
+    global_net = torch.nn.Sequential(model.backbone, model.global_head).eval()
+    expected = posthoc_maps(global_net, images, "gradcam", targets=targets, target_layer=model.backbone)
+    torch.testing.assert_close(posthoc_maps(model, images, "gradcam", targets=targets), expected)
+    ensemble = posthoc_maps(model, images, "gradcam", targets=targets, branch="ensemble")
+    assert ensemble.shape == (2, 64, 64) and not torch.allclose(ensemble, expected, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown branch 'local'.*global, ensemble"):
+        posthoc_maps(model, images, "gradcam", branch="local")
 
 
 def test_posthoc_localization_on_lesions(classifier):
     data = load_dataset("synthetic-fundus", "test", image_size=64, num_samples=4)
     result = posthoc_localization(classifier, data, class_source="true", batch_size=2)
-    assert result.details == {"map": "gradcam", "class_source": "true"} and result.per_image["iou"].shape == (4,)
+    assert result.details == {"map": "gradcam", "class_source": "true", "branch": "logits"}
+    assert result.per_image["iou"].shape == (4,)
