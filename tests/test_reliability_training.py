@@ -245,3 +245,51 @@ def test_a_real_sigint_to_training_prints_one_line_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().count("\n") == 0 and "--resume" in err, err
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+# --- the same through the command line ------------------------------------------------------
+
+CLI_RUN = ["--data", "synthetic-parts", "--image-size", "32", "--num-samples", "8", "--epochs", "1",
+           "--warm-epochs", "1", "--push-start", "1", "--last-layer-epochs", "0", "--batch-size", "8",
+           "--prototypes-per-class", "1", "--data-option", "num_classes=2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def cli_finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_run")
+    assert protozoo.cli.main(["train", "--model", "protopnet_resnet18", *CLI_RUN, "--out", str(out)]) == 0
+    return out
+
+
+# (what the resumed command changes, what the one-line error must say)
+CLI_CHANGES = [
+    (["--image-size", "48"], "input_size"),
+    (["--epochs", "2"], "recipe.epochs: 1 -> 2"),
+    (["--data-option", "decoy_prob=0.0"], "data.options"),
+    (["--data-option", "num_classes=3"], "belongs to another model"),  # 3 classes: another head
+    (["--num-samples", "12"], "train_items: 8 -> 12"),
+    (["--model", "protopnet_resnet34"], "belongs to another model (protopnet_resnet18; this run builds protopnet_resnet34"),
+]
+
+
+@pytest.mark.parametrize("change, message", CLI_CHANGES)
+def test_cli_resume_of_another_run_is_one_line_saying_what_differs(cli_finished, change, message, capsys):
+    argv = ["train", "--model", "protopnet_resnet18", *CLI_RUN, *change, "--out", str(cli_finished), "--resume"]
+    assert protozoo.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_cli_second_run_into_a_locked_folder_is_one_line_naming_the_holder(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from protozoo.train.checkpoint import RunLock; import time; "
+                               f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = protozoo.cli.main(["train", "--model", "protopnet_resnet18", *CLI_RUN, "--out", str(tmp_path)])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"process {holder.pid}" in err and str(tmp_path) in err, err
