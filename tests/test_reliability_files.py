@@ -168,3 +168,23 @@ def test_load_overrides_are_checked_too(saved):
     _, folder = saved
     with pytest.raises(ValueError, match=r"load\(.*num_classes must be an integer >= 1, not 0"):
         protozoo.load(str(folder), num_classes=0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", r"config\.json.* is not a protozoo config"),
+    ("{}", r"config\.json.* is not a protozoo config"),
+    ('{"architecture": 3}', r"config\.json.*architecture must be a registered name"),
+])
+def test_fine_tuning_from_a_folder_with_a_bad_config_names_it(tmp_path, text, message):
+    from protozoo.train.session import prepare_run
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(WeightFileError, match=message):
+        prepare_run(str(tmp_path), "synthetic-parts", image_size=32, num_samples=4)
+
+
+def test_fine_tuning_from_a_folder_without_config_names_it(tmp_path):
+    from protozoo.train.session import prepare_run
+
+    with pytest.raises(FileNotFoundError, match=r"config\.json.* not found"):
+        prepare_run(str(tmp_path), "synthetic-parts", image_size=32, num_samples=4)

@@ -57,7 +57,7 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     probe = load_dataset(data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {}))
     classes = list(probe.classes)
     if Path(model_name).is_dir():
-        family = family_of_arch(json.loads((Path(model_name) / CONFIG_NAME).read_text())["architecture"])
+        family = family_of_arch(_saved_architecture(Path(model_name) / CONFIG_NAME))
         model = protozoo.load(model_name, **family.resolved("dataset_arguments")(probe), **model_overrides).train()
     else:
         family = family_of_arch(resolve(model_name).architecture)
@@ -82,6 +82,22 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
         extra=model.pretrained_cfg.extra | {"train_data": {"spec": data_spec, "options": train_options}},
     )
     return Run(model=model, train=train, val=val, push=push)
+
+
+def _saved_architecture(config_path: Path) -> str:
+    """The architecture a saved model's ``config.json`` names (the file named when it cannot say)."""
+    from protozoo.serialization import WeightFileError
+
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{str(config_path)!r} not found: a protozoo model folder holds {CONFIG_NAME} "
+                                "(written by model.save_pretrained)")
+    try:
+        arch = json.loads(config_path.read_text())["architecture"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise WeightFileError(f"{str(config_path)!r} is not a protozoo config ({err!r})") from err
+    if not isinstance(arch, str):
+        raise WeightFileError(f"{str(config_path)!r}: architecture must be a registered name, not {arch!r}")
+    return arch
 
 
 def _channels(family, item: dict[str, Any]) -> int:
