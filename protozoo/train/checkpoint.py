@@ -48,9 +48,11 @@ class RunLock:
         self.took_over: str | None = None  # the holder a killed run left in the file, if any
 
     def acquire(self) -> RunLock:
-        import fcntl
-
         self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): no lock; runs into one folder are the user's to keep apart
+            return self
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
