@@ -60,6 +60,7 @@ def push_prototypes(
     device: torch.device | str | None = None,
     progress: bool = False,
     box_map: str = "pushed",
+    foreground: bool = False,
 ) -> PushResult:
     """Replace every prototype by its nearest latent patch of the data, and record where it came from.
 
@@ -106,6 +107,9 @@ def push_prototypes(
             prototype before the push on the same image, as ProtoPNet's reference push saves it
             (its ``proto_dist_`` is computed before the prototypes are replaced). The pushed
             prototype's map peaks exactly at its source cell; the other need not.
+        foreground: Take patches only from foreground cells (at least half of the cell's pixels
+            foreground): the view's ``foreground`` mask, else the automatic rule of
+            :mod:`protozoo.foreground` (Otsu, largest component). No prototype is then background.
 
     Returns:
         A :class:`PushResult`.
@@ -125,7 +129,8 @@ def push_prototypes(
     model.to(device).eval()
     try:
         with torch.no_grad():
-            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress)
+            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress,
+                            foreground=foreground)
             candidates = merge([shard.to(device) for shard in _gather(local)], k)
         group = None if unique_source == "none" else prototype_class.cpu()
         if unique_source == "global":
@@ -155,6 +160,7 @@ def _rank_world() -> tuple[int, int]:
 
 def _stream(
     model: ProtoModel, loader: Iterable[dict[str, Any]], *, k: int, class_specific: bool, progress: bool,
+    foreground: bool = False,
 ) -> Candidates | None:
     """One pass over this process's data -> its k best candidates per prototype (None if no data)."""
     rank, world = _rank_world()
@@ -174,7 +180,12 @@ def _stream(
             order = [(seen + i) * world + rank for i in range(len(ids))]
             seen += len(ids)
             labels = torch.as_tensor(labels_of(view), device=device)  # (B,) or multi-hot (B, C)
-            fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k)
+            cells = None
+            if foreground:
+                from protozoo.foreground import batch_foreground_cells
+
+                cells = batch_foreground_cells(view, tuple(z.shape[2:])).to(device)  # (B, H, W)
+            fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k, cells)
             fresh.input_size = tuple(x.shape[2:])
             if candidates is None:
                 candidates = Candidates.empty(model.num_prototypes, k, device)
@@ -203,14 +214,18 @@ def _batch_candidates(
     order: list[int],
     members: Tensor | None,
     k: int,
+    cells: Tensor | None = None,
 ) -> Candidates:
     """The (prototype, image) pairs of a batch as (P, B) candidates, the batch's latents as the pool;
     for k = 1 only each prototype's nearest image, (P, 1) (the first: images come in stream order).
 
     With ``members`` (the :func:`_class_members` table, class-specific push) only the pairs of an
-    image and its own class's prototypes are reduced; the others get inf distance.
+    image and its own class's prototypes are reduced; the others get inf distance. With ``cells``
+    ((B, H, W) bool, the foreground) only those cells are candidates.
     """
     d = model.head.distance_maps(z).flatten(2)  # (B, P, H*W)
+    if cells is not None:
+        d = d.masked_fill(~cells.flatten(1)[:, None, :], float("inf"))
     if members is not None and labels.ndim == 2:  # multi-hot: class c's prototypes see images with c present
         flat = d.argmin(dim=2)  # (B, P)
         allowed = labels[:, model.prototype_class.to(labels.device)] > 0  # (B, P)

@@ -21,6 +21,8 @@ from torchvision.transforms.v2 import functional as TF
 from protozoo.pretrained import IMAGENET_MEAN, IMAGENET_STD, adapt_image_channels, channel_stats
 
 Item = dict[str, Any]
+# Pixel masks that move with the image (nearest resampling): lesion masks and the foreground.
+MASK_KEYS = ("mask", "foreground")
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "input_size": (3, 224, 224),
@@ -158,8 +160,9 @@ class ItemTransform:
 
     def _flip(self, item: Item) -> None:
         item["image"] = item["image"].flip(-1)
-        if "mask" in item:
-            item["mask"] = item["mask"].flip(-1)
+        for key in MASK_KEYS:
+            if key in item:
+                item[key] = item[key].flip(-1)
         if "parts" in item:
             parts = item["parts"].clone()
             parts[:, 0] = self.width - 1 - parts[:, 0]
@@ -185,10 +188,11 @@ class ItemTransform:
         grid = F.affine_grid(theta[None], [1, 1, self.height, self.width], align_corners=False)  # (1, H, W, 2)
         image = item["image"]
         item["image"] = F.grid_sample(image[None].float(), grid, mode="bilinear", align_corners=False)[0]
-        if "mask" in item:
-            mask = item["mask"]
-            out = F.grid_sample(mask[None].float(), grid, mode="nearest", align_corners=False)[0]
-            item["mask"] = out.to(mask.dtype)  # (L, H, W)
+        for key in MASK_KEYS:
+            if key in item:
+                mask = item[key]
+                out = F.grid_sample(mask[None].float(), grid, mode="nearest", align_corners=False)[0]
+                item[key] = out.to(mask.dtype)  # (L, H, W)
         if "parts" in item:
             parts = item["parts"].float()  # (K, 2)
             self._set_parts(item, parts @ forward[:2, :2].T + forward[:2, 2])
@@ -218,10 +222,11 @@ def resized_crop(item: Item, box: tuple[int, int, int, int], size: tuple[int, in
     top, left, ch, cw = box
     height, width = size
     item["image"] = TF.resized_crop(item["image"], top, left, ch, cw, [height, width], interpolation, antialias=True)
-    if "mask" in item:
-        mask = item["mask"]
-        out = TF.resized_crop(mask.float(), top, left, ch, cw, [height, width], InterpolationMode.NEAREST)
-        item["mask"] = out.to(mask.dtype)  # (L, H, W)
+    for key in MASK_KEYS:
+        if key in item:
+            mask = item[key]
+            out = TF.resized_crop(mask.float(), top, left, ch, cw, [height, width], InterpolationMode.NEAREST)
+            item[key] = out.to(mask.dtype)  # (L, H, W)
     if "parts" in item:
         scale = torch.tensor([width / cw, height / ch])
         offset = torch.tensor([left, top], dtype=torch.float32)

@@ -147,5 +147,6 @@ register_family(Family(
     panel="protozoo.viz.lesions:render_lesion_panel",
     # Separation per (image, absent lesion) pair, bounded (latents lie in [0, 1]^D), so it is
     # weighted like the cluster cost: it keeps background-matching prototypes away.
-    recipe={"loss": {"separation": -0.8}},
+    # Patches only from the fundus disc (never the black surround).
+    recipe={"loss": {"separation": -0.8}, "push_foreground": True},
 ))

@@ -186,5 +186,6 @@ register_family(Family(
     requires=("views", "label"), inputs=two_view_inputs, views=breast_views, input_names=VIEWS,
     loss="protozoo.train.losses_multiview:multiview_loss", explainer="protozoo.explanation:explain_multiview",
     panel="protozoo.viz.multiview:render_multiview_panel",
+    recipe={"push_foreground": True},  # prototypes come from the breast, never the background
     saliency_branches={"logits": "protozoo.models.multiview:one_view_logits"},
 ))

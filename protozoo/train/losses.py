@@ -30,6 +30,13 @@ class LossWeights:
         diversity_threshold: Cosine similarity above which two prototypes of a class are penalised.
         consistency: Weight of the multi-view head's SimSiam consistency loss between CC and MLO.
         lesion: Weight of the lesion head's multi-label BCE on the lesion logits.
+        fine_annotation: Weight of IAIA-BL's fine-annotation loss (Barnett et al. 2021) on items
+            with a lesion ``mask``: a prototype's activation outside the lesion on images of its
+            class, and anywhere on images of other classes (0 = off; items without a mask are
+            not penalised). See :func:`fine_annotation_cost`.
+        foreground_pooling: Cluster and separation min-pool only over foreground cells (the
+            batch's ``foreground``, else the automatic rule of :mod:`protozoo.foreground`), so
+            no class is explained by matching background.
     """
 
     cross_entropy: float = 1.0
@@ -44,6 +51,8 @@ class LossWeights:
     diversity_threshold: float = 0.8
     consistency: float = 0.1
     lesion: float = 1.0
+    fine_annotation: float = 0.0
+    foreground_pooling: bool = False
 
 
 def own_class_mask(prototype_identity: Tensor, labels: Tensor) -> Tensor:
@@ -79,6 +88,53 @@ def orthogonality(prototypes: Tensor, prototypes_per_class: int) -> Tensor:
     return (gram - eye).pow(2).sum()
 
 
+def foreground_min_distances(output, batch: dict) -> Tensor:
+    """(B, P) min-distances pooled over the foreground cells of each image only."""
+    from protozoo.foreground import batch_foreground_cells
+
+    maps = output.distance_maps  # (B, P, H, W)
+    cells = batch_foreground_cells(batch, tuple(maps.shape[-2:])).to(maps.device)  # (B, H, W)
+    return maps.masked_fill(~cells[:, None], float("inf")).flatten(2).amin(dim=2)
+
+
+def lesion_masks_of(batch: dict) -> Tensor | None:
+    """(B, 1 or L, H, W) float lesion masks of a single-view batch, or None when it has none."""
+    masks = batch.get("mask")
+    if masks is None:
+        return None
+    masks = torch.as_tensor(masks).float()
+    return masks[:, None] if masks.ndim == 3 else masks
+
+
+def fine_annotation_cost(activations: Tensor, masks: Tensor, own: Tensor) -> Tensor:
+    """IAIA-BL's fine-annotation loss (Barnett et al., Nat. Mach. Intell. 2021), per (image, prototype).
+
+    For a prototype of the image's class (``own``) on an image with a lesion: the RMS of its
+    activation outside the lesion; for a prototype of another class: the RMS of its activation
+    anywhere. Own-class prototypes on images without any lesion (a normal image: no annotation of
+    where its class's evidence lies) are not penalised. Activations are upsampled bilinearly to
+    the mask (pixel) size, as the paper multiplies the upsampled activation pattern by the mask.
+
+    Args:
+        activations: (B, P, h, w) prototype activation maps (higher = more similar).
+        masks: (B, 1, H, W) lesion masks (united), or (B, P, H, W) the mask of each prototype's
+            own lesion type; > 0.5 is lesion.
+        own: (B, P) bool, the prototypes of each image's class(es).
+
+    Returns:
+        The mean over images and prototypes (a scalar).
+    """
+    size = tuple(masks.shape[-2:])
+    if tuple(activations.shape[-2:]) != size:
+        activations = F.interpolate(activations, size=size, mode="bilinear", align_corners=False)  # (B, P, H, W)
+    lesion = (masks > 0.5).float()
+    has_lesion = lesion.flatten(2).amax(dim=2) > 0  # (B, 1 or P)
+    outside = torch.where(own[..., None, None], 1.0 - lesion, torch.ones_like(lesion))  # (B, P, H, W)
+    rms = ((activations * outside).pow(2).flatten(2).mean(dim=2) + 1e-8).sqrt()  # (B, P)
+    counted = ~own | has_lesion  # (B, P)
+    return (rms * counted).sum() / rms.numel()
+
+
 def protopnet_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of the terms, and each term's value for logging.
 
@@ -94,10 +150,15 @@ def protopnet_loss(model, output, batch: dict, weights: LossWeights, phase: str 
     identity = model.head.prototype_identity  # (P, K)
     own = own_class_mask(identity, labels)
     terms: dict[str, Tensor] = {"cross_entropy": F.cross_entropy(output.logits, labels)}
+    pooled = foreground_min_distances(output, batch) if weights.foreground_pooling else output.min_distances
     if weights.cluster:
-        terms["cluster"] = cluster_cost(output.min_distances, own)
+        terms["cluster"] = cluster_cost(pooled, own)
     if weights.separation:
-        terms["separation"] = separation_cost(output.min_distances, own)
+        terms["separation"] = separation_cost(pooled, own)
+    masks = lesion_masks_of(batch) if weights.fine_annotation else None
+    if masks is not None:
+        activations = model.head.activation(output.distance_maps)  # (B, P, H, W)
+        terms["fine_annotation"] = fine_annotation_cost(activations, masks.to(activations.device), own)
     if weights.l1:
         terms["l1"] = l1_wrong_class(model.last_layer.weight, identity)
     if weights.orthogonality:

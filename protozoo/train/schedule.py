@@ -117,6 +117,9 @@ class Recipe:
         batch_size: Images per step (per process under torchrun).
         loss: Loss coefficients.
         unique_source: Push diversity: ``none``, ``per_class`` or ``global``.
+        push_foreground: Push takes patches only from foreground cells (the data's
+            ``foreground`` mask, else the automatic rule of :mod:`protozoo.foreground`), so no
+            prototype is background; on in the medical families' recipes.
         seed: Seeds model init order, shuffling and augmentation.
     """
 
@@ -137,6 +140,7 @@ class Recipe:
     batch_size: int = 32
     loss: LossWeights = field(default_factory=LossWeights)
     unique_source: str = "none"
+    push_foreground: bool = False
     seed: int = 0
 
     def __post_init__(self):

@@ -162,6 +162,7 @@ class SyntheticFundus(SyntheticDataset):
             "label": label,
             "lesions": lesion_vector,
             "mask": torch.from_numpy(masks.astype(np.float32)),
+            "foreground": torch.from_numpy((field >= 0.5)[None].astype(np.float32)),  # the fundus disc
             "id": self.sample_id(index),
             "laterality": eye["laterality"],
             "fovea": torch.from_numpy(eye["fovea"].astype(np.float32)),

@@ -126,7 +126,8 @@ class SyntheticMammo(SyntheticDataset):
     (empty for normal); ``label`` int; ``id`` str; ``laterality`` "L"/"R";
     ``finding`` str (a key of ``MAMMO_FINDINGS``); ``nipple`` (2,) CC nipple (x, y);
     ``views`` {"cc": {...}, "mlo": {...}} each with ``image``, ``mask``, ``id``,
-    ``nipple``; ``shortcut_box`` (4,) int64; ``shortcut_label`` int.
+    ``nipple``, ``foreground``; ``foreground`` (1, H, W) float: the breast (1 inside the skin
+    line), exact; ``shortcut_box`` (4,) int64; ``shortcut_label`` int.
 
     Args:
         split: "train", "val" or "test".
@@ -194,7 +195,7 @@ class SyntheticMammo(SyntheticDataset):
         cc, mlo = self._sample_breasts(rng_anatomy, size)
         centers = self._place(rng_lesion, lesion, cc, mlo, size) if lesion is not None else None
 
-        views = {}
+        views, foregrounds = {}, {}
         for v, breast in enumerate((cc, mlo)):
             image = self._anatomy(rng_anatomy, breast, density, scale)  # (H, W)
             mask = np.zeros((size, size), dtype=bool)
@@ -206,6 +207,11 @@ class SyntheticMammo(SyntheticDataset):
             if laterality == "R":
                 image, mask = image[:, ::-1], mask[:, ::-1]
                 nipple[0] = size - 1 - nipple[0]
+            yy, xx = pixel_grid(size, size)
+            breast_area = breast.rho(xx, yy) <= 1.0  # the foreground: the breast itself (no RNG drawn)
+            if laterality == "R":
+                breast_area = breast_area[:, ::-1]
+            foregrounds[MAMMO_VIEWS[v]] = torch.from_numpy(breast_area[None].astype(np.float32))
             views[MAMMO_VIEWS[v]] = (np.clip(image, 0.0, 1.0)[None].copy(), mask[None].copy(), nipple)
 
         shortcut = self._apply_shortcut(rng_marker, label, [img for img, _, _ in views.values()])
@@ -216,6 +222,7 @@ class SyntheticMammo(SyntheticDataset):
                 "mask": torch.from_numpy(mask.astype(np.float32)),
                 "id": f"{sample_id}/{name}",
                 "nipple": torch.from_numpy(nipple.astype(np.float32)),
+                "foreground": foregrounds[name],
             }
             for name, (img, mask, nipple) in views.items()
         }
@@ -223,6 +230,7 @@ class SyntheticMammo(SyntheticDataset):
         return {
             "image": cc_item["image"],
             "mask": cc_item["mask"],
+            "foreground": cc_item["foreground"],
             "label": label,
             "id": sample_id,
             "laterality": laterality,

@@ -233,6 +233,7 @@ class SyntheticParts(SyntheticDataset):
             "parts": torch.from_numpy(points),
             "parts_visible": torch.from_numpy(visible),
             "bbox": torch.from_numpy(_bbox(silhouette * (1.0 - occluder) > 0.5)),
+            "foreground": torch.from_numpy((silhouette > 0.5)[None].astype(np.float32)),  # the bird
             "id": self.sample_id(index),
             **shortcut,
         }
