@@ -145,3 +145,39 @@ def test_a_lesion_model_refuses_data_with_other_lesions():
     data = load_dataset("synthetic-fundus", "test", image_size=SIZE, num_samples=4)
     with pytest.raises(ValueError, match="the dataset gives lesion_names="):
         localization(lesion, data)
+
+
+# ----------------------------------------------------------------------------- files and folders
+
+def test_image_folder_problems_are_named(tmp_path):
+    from protozoo.data import load_dataset as load
+    from protozoo.data.errors import DatasetLayoutError
+
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "dogs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cats" / "a.png")
+    with pytest.raises(DatasetLayoutError, match=r"class folder\(s\) \[.*dogs'\] hold no image"):
+        load(f"folder:{tmp_path}", "train")
+    with pytest.raises(DatasetLayoutError, match="is a file, not a folder"):
+        load(f"folder:{tmp_path / 'cats' / 'a.png'}", "train")
+    with pytest.raises(ValueError, match="unknown option 'img_size'.*did you mean 'image_size'"):
+        load(f"folder:{tmp_path}", "train", img_size=8)
+
+
+def test_a_float_tiff_beyond_one_is_scaled_with_a_warning_not_clipped(tmp_path):
+    from protozoo.data import read_image
+
+    path = tmp_path / "scan.tif"
+    Image.fromarray(np.linspace(0, 1000, 64, dtype=np.float32).reshape(8, 8), mode="F").save(path)
+    with pytest.warns(UserWarning, match=r"values lie in \[0, 1000\], outside \[0, 1\]"):
+        image = read_image(path)
+    assert image.max() == 1 and image.min() == 0 and len(image.unique()) == 64  # not clipped to white
+
+
+def test_the_explain_cli_refuses_an_image_smaller_than_a_feature_cell(tmp_path, model, capsys):
+    from protozoo.cli import main
+
+    folder = model.save_pretrained(tmp_path / "model")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    assert main(["explain", "--model", str(folder), str(tmp_path / "dot.png"), "--out", str(tmp_path / "out")]) == 2
+    assert "is 1x1 px, smaller than one feature cell" in capsys.readouterr().err

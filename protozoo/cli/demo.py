@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from protozoo.cli._args import positive_int
+
 PRESETS = {  # name -> (train breasts, test breasts, image size, main epochs, last-layer epochs)
     "quick": (96, 48, 96, 2, 1),
     "default": (384, 128, 128, 6, 3),
@@ -24,8 +26,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="quick (~1 min), default (~5 min on 2 CPU cores), long (~30+ min)")
-    parser.add_argument("--epochs", type=int, help="override the preset's warm + joint epochs")
-    parser.add_argument("--num-samples", type=int, help="override the preset's training breasts")
+    parser.add_argument("--epochs", type=positive_int, help="override the preset's warm + joint epochs")
+    parser.add_argument("--num-samples", type=positive_int, help="override the preset's training breasts")
     parser.add_argument("--device", help="cpu, cuda ... (default: a GPU if any)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
 

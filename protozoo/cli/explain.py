@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     panels, predicted, stems = [], set(), set()
     for start in range(0, len(args.images), len(names)):
         files = args.images[start:start + len(names)]
-        inputs = [transform({"image": read_image(path)})["image"] for path in files]  # (C, H, W) each
+        inputs = [transform({"image": _read(path, model)})["image"] for path in files]  # (C, H, W) each
         explanation = explain(model, inputs[0] if len(inputs) == 1 else tuple(inputs), args.top_k,
                               class_idx=args.class_idx)
         stem = "+".join(Path(path).stem for path in files)
@@ -71,3 +71,13 @@ def run(args: argparse.Namespace) -> int:
     report = render_report(args.out / "report.html", model=model, metrics={}, gallery_png=gallery, explanations=panels)
     print(report)
     return 0
+
+
+def _read(path: str, model) -> "torch.Tensor":
+    """The image file, refused when it is smaller than one feature cell: resized up, it would be
+    explained as if it had content (a 1x1 image read as probability 0.46)."""
+    image = read_image(path)  # (C, H, W)
+    if min(image.shape[-2:]) < model.min_input_size:
+        raise ValueError(f"image {path} is {image.shape[-1]}x{image.shape[-2]} px, smaller than one feature cell of the "
+                         f"model ({model.min_input_size} px): there is nothing in it to explain")
+    return image

@@ -7,6 +7,7 @@ base class, the split helpers and the errors live in :mod:`protozoo.data.base` a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,19 @@ def check_label(label: int, *, num_classes: int, where: str) -> int:
     return label
 
 
+def _float_image(arr: np.ndarray, path: Path) -> torch.Tensor:
+    """A float image as (1, H, W) in [0, 1]: as is when it lies in [0, 1], else min-max scaled with a
+    warning that names the file (clipping would turn every value above 1 white)."""
+    if not np.isfinite(arr).all():
+        raise CorruptFileError(path, "the float image holds NaN or Inf pixels")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0 or high > 1:
+        warnings.warn(f"{path}: float pixel values lie in [{low:g}, {high:g}], outside [0, 1]; scaled min-max to [0, 1]",
+                      stacklevel=3)
+        arr = (arr - low) / max(high - low, 1e-12)
+    return torch.from_numpy(arr.copy())[None]
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """Reads an image file as a float32 tensor in [0, 1].
 
@@ -79,7 +93,7 @@ def read_image(path: str | Path) -> torch.Tensor:
                 arr = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else float(2**31 - 1))
                 return torch.from_numpy(arr.clip(0, 1))[None]  # (1, H, W)
             if im.mode == "F":
-                return torch.from_numpy(np.asarray(im, dtype=np.float32).clip(0, 1))[None]  # (1, H, W)
+                return _float_image(np.asarray(im, dtype=np.float32), path)  # (1, H, W)
             im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
@@ -124,6 +138,8 @@ class ImageFolder(ItemDataset):
         super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
                          on_error=on_error)
         self.root = require(Path(root), layout=FOLDER_LAYOUT)
+        if not self.root.is_dir():
+            raise DatasetLayoutError(f"folder:{root} is a file, not a folder; expected layout: {FOLDER_LAYOUT}")
         presplit = (self.root / "train").is_dir()
         base = require(self.root / split, layout=FOLDER_LAYOUT) if presplit else self.root
         class_dirs = sorted(p for p in base.iterdir() if p.is_dir())
@@ -135,16 +151,21 @@ class ImageFolder(ItemDataset):
         if not self.classes:
             raise DatasetLayoutError(f"no class sub-folders in {base}; expected layout: {FOLDER_LAYOUT}")
         self.samples: list[tuple[Path, int]] = []
+        empty = []
         for class_dir in class_dirs:
             if class_dir.name not in self.classes:
                 raise ValueError(f"class folder {class_dir} is not a class of {self.root / 'train'}")
             label = self.classes.index(class_dir.name)
-            for path in sorted(class_dir.rglob("*")):
-                if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
+            images = [path for path in sorted(class_dir.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+            if not images:
+                empty.append(str(class_dir))
+            for path in images:
                 rel = path.relative_to(self.root).as_posix()
                 if presplit or assign_split(rel, seed=seed, ratios=ratios) == split:
                     self.samples.append((path, label))
+        if empty:  # a class without images would only fail at the first push, after the epochs
+            raise DatasetLayoutError(f"class folder(s) {empty} hold no image ({', '.join(IMAGE_EXTENSIONS)}); "
+                                     "add images or remove the folder")
 
     def __len__(self) -> int:
         return len(self.samples)

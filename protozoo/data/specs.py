@@ -11,6 +11,11 @@ from typing import Any
 from torch.utils.data import Dataset
 
 
+class UnknownOptionError(TypeError, ValueError):
+    """A dataset option the loader does not take (a TypeError, like a bad keyword; a ValueError, so the
+    CLI reports it as the bad ``--data-option`` it is)."""
+
+
 @dataclass(frozen=True)
 class Scheme:
     """One spec scheme.
@@ -104,7 +109,7 @@ def load_dataset(spec: str, split: str = "train", **options: Any) -> Dataset:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"unknown option {name!r} for dataset {scheme!r} ({class_name}); "
+            raise UnknownOptionError(f"unknown option {name!r} for dataset {scheme!r} ({class_name}); "
                             f"known options: {', '.join(known)}{hint}")
     return cls(split, **options) if path is None else cls(path, split, **options)
 
