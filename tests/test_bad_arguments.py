@@ -181,3 +181,4 @@ def test_the_explain_cli_refuses_an_image_smaller_than_a_feature_cell(tmp_path, 
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     assert main(["explain", "--model", str(folder), str(tmp_path / "dot.png"), "--out", str(tmp_path / "out")]) == 2
     assert "is 1x1 px, smaller than one feature cell" in capsys.readouterr().err
+

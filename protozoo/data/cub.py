@@ -18,6 +18,7 @@ from protozoo.data.folder import (
     read_image,
     require,
 )
+from protozoo.data.errors import bad_line
 from protozoo.pretrained import adapt_image_channels
 
 LAYOUT = (
@@ -27,15 +28,26 @@ LAYOUT = (
 )
 
 
-def _table(path: Path) -> dict[int, list[str]]:
-    """Reads a whitespace-separated ``<id> <fields...>`` file into {id: fields}."""
+def _table(path: Path, numbers: int = 0) -> dict[int, list[str]]:
+    """Reads a whitespace-separated ``<id> <fields...>`` file into {id: fields}; with ``numbers``, each
+    line must hold that many numeric fields. A bad line is an error naming the file and the line."""
     require(path, layout=LAYOUT)
     rows: dict[int, list[str]] = {}
-    for line in path.read_text().splitlines():
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             key, *fields = line.split()
+            if not key.isdigit() or not fields or (numbers and (len(fields) != numbers or not all(map(_is_number, fields)))):
+                raise bad_line(path, n, line, f"'<integer id> <{numbers or 'one or more'} {'numbers' if numbers else 'fields'}>'")
             rows[int(key)] = fields
     return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class CUB200(ItemDataset):
@@ -88,16 +100,22 @@ class CUB200(ItemDataset):
         images = _table(root / "images.txt")
         labels = _table(root / "image_class_labels.txt")
         is_train = _table(root / "train_test_split.txt")
-        boxes = _table(root / "bounding_boxes.txt")
+        boxes = _table(root / "bounding_boxes.txt", numbers=4)
         part_locs_path = require(root / "parts" / "part_locs.txt", layout=LAYOUT)
         locs: dict[int, torch.Tensor] = {}
         num_parts = len(self.part_names)
-        for line in part_locs_path.read_text().splitlines():
+        for n, line in enumerate(part_locs_path.read_text().splitlines(), start=1):
             if not line.strip():
                 continue
-            image_id, part_id, x, y, visible = line.split()[:5]
-            row = locs.setdefault(int(image_id), torch.zeros(num_parts, 3))  # (K, [x, y, visible])
-            row[int(part_id) - 1] = torch.tensor([float(x), float(y), float(visible)])
+            try:
+                image_id, part_id, x, y, visible = line.split()[:5]
+                part = int(part_id) - 1
+                if not 0 <= part < num_parts:
+                    raise ValueError(part_id)
+                values = torch.tensor([float(x), float(y), float(visible)])
+            except ValueError:
+                raise bad_line(part_locs_path, n, line, f"'<image id> <part id 1..{num_parts}> <x> <y> <visible>'") from None
+            locs.setdefault(int(image_id), torch.zeros(num_parts, 3))[part] = values  # (K, [x, y, visible])
         self.samples: list[tuple[int, Path, int]] = []
         for image_id in sorted(images):
             for table, name in ((labels, "image_class_labels.txt"), (is_train, "train_test_split.txt")):

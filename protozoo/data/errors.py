@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CorruptFileError", "DatasetLayoutError"]
+__all__ = ["CorruptFileError", "DatasetLayoutError", "bad_line"]
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -21,3 +21,8 @@ class CorruptFileError(ValueError):
     def __init__(self, path: str | Path, reason: object) -> None:
         self.path = str(path)
         super().__init__(f"cannot decode {path}: {reason}")
+
+
+def bad_line(path: str | Path, line_number: int, line: str, expected: str) -> CorruptFileError:
+    """The error for a line of a dataset's text file that cannot be read: the file, the line, what was expected."""
+    return CorruptFileError(path, f"line {line_number} {line.strip()[:80]!r} is not {expected}")

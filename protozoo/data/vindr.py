@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 from protozoo.data.dicom import read_dicom
+from protozoo.data.errors import bad_line
 from protozoo.data.folder import (
     Item,
     ItemDataset,
@@ -95,9 +96,14 @@ class VinDrMammo(ItemDataset):
                 self.rows[row["image_id"]] = row
         self.boxes: dict[str, list[tuple[float, float, float, float]]] = {}
         if masks:
-            for row in _read_csv(self.root / "finding_annotations.csv"):
+            findings = self.root / "finding_annotations.csv"
+            for n, row in enumerate(_read_csv(findings), start=2):
                 if row["image_id"] in self.rows and row.get("xmin", "").strip():
-                    box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+                    try:
+                        box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+                    except (KeyError, TypeError, ValueError):
+                        raise bad_line(findings, n, ",".join(str(v) for v in row.values()),
+                                       "a finding with numeric xmin, ymin, xmax, ymax") from None
                     self.boxes.setdefault(row["image_id"], []).append(box)
         views: dict[tuple[str, str], dict[str, str]] = {}
         for image_id, row in self.rows.items():
