@@ -182,3 +182,15 @@ def test_the_explain_cli_refuses_an_image_smaller_than_a_feature_cell(tmp_path, 
     assert main(["explain", "--model", str(folder), str(tmp_path / "dot.png"), "--out", str(tmp_path / "out")]) == 2
     assert "is 1x1 px, smaller than one feature cell" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("model_name, spec, message", [
+    ("protopnet_lesion_resnet18", "synthetic-parts", "SyntheticParts has no lesion_names: the lesion head trains on data with lesion labels"),
+    ("protopnet_multiview_resnet18", "synthetic-parts", r"multi-view \(CC/MLO\) ProtoPNet models train on items with \['views', 'label'\]"),
+])
+def test_a_head_trained_on_data_without_what_it_needs_is_told_so(model_name, spec, message):
+    from protozoo.train.session import prepare_run
+
+    with pytest.raises(ValueError, match=message):
+        prepare_run(model_name, spec, image_size=SIZE, num_samples=4, backbone="test_resnet", feature_stage=-2,
+                    prototypes_per_class=1, prototype_dim=8)
