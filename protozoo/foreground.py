@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["automatic_foreground", "batch_foreground_cells", "foreground_cells", "foreground_of", "otsu_threshold"]
+__all__ = ["automatic_foreground", "batch_foreground_cells", "foreground_cells", "foreground_of", "lesion_cells",
+           "otsu_threshold"]
 
 # A latent cell is foreground when at least this share of its pixels is.
 CELL_SHARE = 0.5
@@ -85,3 +86,17 @@ def foreground_cells(foreground: Tensor, size: tuple[int, int]) -> Tensor:
 def batch_foreground_cells(batch: dict[str, Any], size: tuple[int, int]) -> Tensor:
     """(B, h, w) bool foreground cells of a single-view batch (see :func:`foreground_of`)."""
     return foreground_cells(foreground_of(batch), size)
+
+
+def lesion_cells(batch: dict[str, Any], size: tuple[int, int]) -> Tensor | None:
+    """(B, h, w) bool: on an image with a lesion ``mask``, its lesion cells (those holding at least half
+    the largest lesion share of any of its cells); every cell on an image without a lesion. None
+    when the batch has no masks."""
+    masks = batch.get("mask")
+    if masks is None:
+        return None
+    masks = torch.as_tensor(masks).float()
+    lesion = (masks.amax(dim=1) if masks.ndim == 4 else masks) > 0.5  # (B, H, W)
+    share = F.adaptive_avg_pool2d(lesion.float()[:, None], size)[:, 0]  # (B, h, w)
+    peak = share.flatten(1).amax(dim=1)[:, None, None]  # (B, 1, 1)
+    return torch.where(peak > 0, share >= 0.5 * peak, torch.ones_like(share, dtype=torch.bool))

@@ -61,6 +61,7 @@ def push_prototypes(
     progress: bool = False,
     box_map: str = "pushed",
     foreground: bool = False,
+    lesions: bool = False,
 ) -> PushResult:
     """Replace every prototype by its nearest latent patch of the data, and record where it came from.
 
@@ -110,6 +111,9 @@ def push_prototypes(
         foreground: Take patches only from foreground cells (at least half of the cell's pixels
             foreground): the view's ``foreground`` mask, else the automatic rule of
             :mod:`protozoo.foreground` (Otsu, largest component). No prototype is then background.
+        lesions: Where the data has lesion masks (``mask``), take the patches of a lesion-bearing
+            image only from its lesion cells (:func:`protozoo.foreground.lesion_cells`): the
+            prototypes of classes with findings become patches of the findings.
 
     Returns:
         A :class:`PushResult`.
@@ -130,7 +134,7 @@ def push_prototypes(
     try:
         with torch.no_grad():
             local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress,
-                            foreground=foreground)
+                            foreground=foreground, lesions=lesions)
             candidates = merge([shard.to(device) for shard in _gather(local)], k)
         group = None if unique_source == "none" else prototype_class.cpu()
         if unique_source == "global":
@@ -161,6 +165,7 @@ def _rank_world() -> tuple[int, int]:
 def _stream(
     model: ProtoModel, loader: Iterable[dict[str, Any]], *, k: int, class_specific: bool, progress: bool,
     foreground: bool = False,
+    lesions: bool = False,
 ) -> Candidates | None:
     """One pass over this process's data -> its k best candidates per prototype (None if no data)."""
     rank, world = _rank_world()
@@ -185,6 +190,13 @@ def _stream(
                 from protozoo.foreground import batch_foreground_cells
 
                 cells = batch_foreground_cells(view, tuple(z.shape[2:])).to(device)  # (B, H, W)
+            if lesions:
+                from protozoo.foreground import lesion_cells
+
+                found = lesion_cells(view, tuple(z.shape[2:]))
+                if found is not None:
+                    found = found.to(device)
+                    cells = found if cells is None else cells & found
             fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k, cells)
             fresh.input_size = tuple(x.shape[2:])
             if candidates is None:

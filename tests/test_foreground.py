@@ -121,3 +121,17 @@ def test_foreground_pooling_min_pools_over_the_breast_only():
     assert terms["cluster"] == pytest.approx(cluster_cost(pooled, own).item(), rel=1e-6)
     _, plain = protopnet_loss(model, output, batch, LossWeights(l1=0))
     assert plain["cluster"] <= terms["cluster"]  # the minimum over fewer cells
+
+
+def test_push_takes_lesion_patches_where_the_data_has_masks():
+    data = _mammo(_tiny_braix(), n=24)
+    loader = torch.utils.data.DataLoader(data, batch_size=6, collate_fn=collate_items)
+    model = _background_seeded(data)
+    push_prototypes(model, loader, unique_source="per_class", foreground=True, lesions=True)
+    items = {data[i]["id"]: data[i] for i in range(len(data))}
+    for row in model.provenance:
+        mask = items[row["image_id"]]["mask"]
+        if row["class"] == 0:  # normal: no lesion, any breast cell
+            continue
+        share = torch.nn.functional.adaptive_avg_pool2d(mask[None], tuple(row["feature_size"]))[0, 0]
+        assert share[tuple(row["feature_hw"])] > 0, row  # on the mass

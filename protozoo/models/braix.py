@@ -82,9 +82,10 @@ register_family(Family(
     name="braix_protopnet_pp", model_class=BRAIxProtoPNet, title="BRAIxProtoPNet++ (Wang et al. 2022)", paper=PAPER,
     loss="protozoo.train.losses_medical:braix_loss", explainer="protozoo.explanation:explain_braix",
     # The global branch alone, then prototypes, then jointly; no source image reused within a class.
-    # Patches only from the breast, and min-pooling over the breast only.
-    recipe={"global_epochs": 5, "unique_source": "per_class", "push_foreground": True,
-            "loss": {"foreground_pooling": True}},
+    # Patches only from the breast (from the masses where the data has masks); IAIA-BL's
+    # fine-annotation loss where the data has lesion masks (items without a mask are not penalised).
+    recipe={"global_epochs": 5, "unique_source": "per_class", "push_foreground": True, "push_lesions": True,
+            "loss": {"fine_annotation": 1.0, "foreground_pooling": True}},
     # Grad-CAM of the global CNN branch is the paper's post-hoc comparison; the ensemble too.
     saliency_branches={"global": "protozoo.models.braix:global_branch_logits",
                        "ensemble": "protozoo.evaluate.posthoc:image_logits"},

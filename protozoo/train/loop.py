@@ -270,7 +270,7 @@ def _push_step(run: _Run, push_data: Dataset, index: int, step) -> dict[str, Any
 
     result = push_prototypes(run.model, run.loader(push_data, shuffle=False, epoch=0), class_specific=True,
                              unique_source=run.recipe.unique_source, progress=run.progress and run.ctx.is_main,
-                             foreground=run.recipe.push_foreground)
+                             foreground=run.recipe.push_foreground, lesions=run.recipe.push_lesions)
     return {"step": index, "kind": "push", "epoch": step.epoch, "mean_push_distance": float(result.distances.float().mean())}
 
 

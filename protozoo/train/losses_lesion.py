@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from einops import reduce
 from torch import Tensor
 
-from protozoo.train.losses import LossWeights, l1_wrong_class, orthogonality
+from protozoo.train.losses import LossWeights, fine_annotation_cost, l1_wrong_class, orthogonality
 
 
 def lesion_targets(lesions: Tensor, lesion_names: list[str]) -> Tensor:
@@ -59,7 +59,8 @@ def lesion_loss(model, output, batch: dict, weights: LossWeights, phase: str = "
         output: Its :class:`~protozoo.outputs.LesionOutput`.
         batch: ``lesions`` (B, L) multi-hot, ``label`` (B,) diagnosis.
         weights: ``lesion`` (BCE), ``cross_entropy`` (diagnosis), ``cluster``, ``separation``,
-            ``l1`` (wrong-lesion last-layer weights), ``orthogonality``.
+            ``l1`` (wrong-lesion last-layer weights), ``orthogonality``, ``fine_annotation``
+            (IAIA-BL, each prototype against its lesion type's mask ``mask`` (B, L, H, W)).
         phase: Unused: every phase has the same objective.
     """
     lesions = lesion_targets(batch["lesions"], model.lesion_names)  # (B, L)
@@ -77,5 +78,11 @@ def lesion_loss(model, output, batch: dict, weights: LossWeights, phase: str = "
         terms["l1"] = l1_wrong_class(model.last_layer.weight, model.head.prototype_identity)
     if weights.orthogonality:
         terms["orthogonality"] = orthogonality(model.prototypes, model.prototypes_per_lesion)
+    if weights.fine_annotation and batch.get("mask") is not None:
+        # each prototype against its own lesion type's mask (B, L, H, W) -> (B, P, H, W)
+        lesion_class = model.prototype_class.to(present.device)
+        masks = batch["mask"].float()[:, lesion_class]
+        activations = model.head.activation(output.distance_maps)  # (B, P, h, w)
+        terms["fine_annotation"] = fine_annotation_cost(activations, masks, present[:, lesion_class])
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: value.item() for name, value in terms.items()}

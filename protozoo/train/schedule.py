@@ -120,6 +120,8 @@ class Recipe:
         push_foreground: Push takes patches only from foreground cells (the data's
             ``foreground`` mask, else the automatic rule of :mod:`protozoo.foreground`), so no
             prototype is background; on in the medical families' recipes.
+        push_lesions: Where the data has lesion masks, push takes a lesion-bearing image's
+            patches only from its lesion cells (``push_prototypes(lesions=True)``).
         seed: Seeds model init order, shuffling and augmentation.
     """
 
@@ -141,6 +143,7 @@ class Recipe:
     loss: LossWeights = field(default_factory=LossWeights)
     unique_source: str = "none"
     push_foreground: bool = False
+    push_lesions: bool = False
     seed: int = 0
 
     def __post_init__(self):
