@@ -135,3 +135,21 @@ def test_push_takes_lesion_patches_where_the_data_has_masks():
             continue
         share = torch.nn.functional.adaptive_avg_pool2d(mask[None], tuple(row["feature_size"]))[0, 0]
         assert share[tuple(row["feature_hw"])] > 0, row  # on the mass
+
+
+def test_lesion_pooling_pulls_prototypes_to_the_findings():
+    """Cluster cost with lesion_pooling: on lesion-bearing images the minimum over the lesion cells only."""
+    from protozoo.foreground import lesion_cells
+
+    model = _tiny_braix()
+    batch = collate_items([_mammo(model, n=8)[i] for i in range(8)])
+    output = model(batch["image"])
+    _, terms = protopnet_loss(model, output, batch, LossWeights(l1=0, lesion_pooling=True))
+    maps = output.distance_maps
+    cells = lesion_cells(batch, tuple(maps.shape[-2:]))
+    has = (batch["mask"].flatten(1) > 0.5).any(dim=1)
+    assert has.any() and (~has).any()
+    pooled = torch.stack([maps[b][:, cells[b]].amin(dim=1) for b in range(8)])  # (B, P)
+    assert torch.equal(pooled[~has], maps[~has].flatten(2).amin(dim=2))  # no lesion: every cell
+    own = own_class_mask(model.head.prototype_identity, batch["label"])
+    assert terms["cluster"] == pytest.approx(cluster_cost(pooled, own).item(), rel=1e-6)

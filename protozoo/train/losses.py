@@ -37,6 +37,9 @@ class LossWeights:
         foreground_pooling: Cluster and separation min-pool only over foreground cells (the
             batch's ``foreground``, else the automatic rule of :mod:`protozoo.foreground`), so
             no class is explained by matching background.
+        lesion_pooling: On images with a lesion ``mask``, the cluster cost min-pools over the
+            lesion cells only (:func:`protozoo.foreground.lesion_cells`): an image's own-class
+            prototype must be near a patch of its finding, not of tissue every class shares.
     """
 
     cross_entropy: float = 1.0
@@ -53,6 +56,7 @@ class LossWeights:
     lesion: float = 1.0
     fine_annotation: float = 0.0
     foreground_pooling: bool = False
+    lesion_pooling: bool = False
 
 
 def own_class_mask(prototype_identity: Tensor, labels: Tensor) -> Tensor:
@@ -95,6 +99,20 @@ def foreground_min_distances(output, batch: dict) -> Tensor:
     maps = output.distance_maps  # (B, P, H, W)
     cells = batch_foreground_cells(batch, tuple(maps.shape[-2:])).to(maps.device)  # (B, H, W)
     return maps.masked_fill(~cells[:, None], float("inf")).flatten(2).amin(dim=2)
+
+
+def lesion_min_distances(output, batch: dict, pooled: Tensor) -> Tensor:
+    """(B, P) min-distances over the lesion cells of lesion-bearing images (``pooled`` elsewhere)."""
+    from protozoo.foreground import lesion_cells
+
+    maps = output.distance_maps  # (B, P, H, W)
+    cells = lesion_cells(batch, tuple(maps.shape[-2:]))
+    if cells is None:
+        return pooled
+    cells = cells.to(maps.device)  # (B, H, W), every cell on images without a lesion
+    has = ~cells.flatten(1).all(dim=1)  # (B,) images whose cells were narrowed to a lesion
+    on_lesion = maps.masked_fill(~cells[:, None], float("inf")).flatten(2).amin(dim=2)
+    return torch.where(has[:, None], on_lesion, pooled)
 
 
 def lesion_masks_of(batch: dict) -> Tensor | None:
@@ -152,7 +170,8 @@ def protopnet_loss(model, output, batch: dict, weights: LossWeights, phase: str 
     terms: dict[str, Tensor] = {"cross_entropy": F.cross_entropy(output.logits, labels)}
     pooled = foreground_min_distances(output, batch) if weights.foreground_pooling else output.min_distances
     if weights.cluster:
-        terms["cluster"] = cluster_cost(pooled, own)
+        terms["cluster"] = cluster_cost(lesion_min_distances(output, batch, pooled) if weights.lesion_pooling
+                                        else pooled, own)
     if weights.separation:
         terms["separation"] = separation_cost(pooled, own)
     masks = lesion_masks_of(batch) if weights.fine_annotation else None
