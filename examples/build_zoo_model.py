@@ -40,10 +40,15 @@ SPECS = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
         data="synthetic-parts", data_options=EASY_PARTS, image_size=64, samples=1024, epochs=6,
         metrics=("consistency", "stability"), summary="ProtoPNet on synthetic CUB-like birds (4 classes, 64 px)"),
+    # 128 px: a mass spans 1-2 cells of the stride-16 map (one cell at 96 px). Prototypes from the
+    # breast, those of benign/malignant from the masses (push_lesions, first push after 2 epochs so
+    # the joint epochs refine lesion patches), IAIA-BL's fine-annotation loss on the masks.
     "braix_protopnet_pp_efficientnet_lite0.synth_mammo": dict(
-        data="synthetic-mammo", data_options=EASY_MAMMO, image_size=96, samples=768, epochs=5, global_epochs=1,
-        unique_source="per_class", metrics=("localization",),
-        summary="BRAIxProtoPNet++ on synthetic mammograms (normal / benign / malignant, 96 px)"),
+        data="synthetic-mammo", data_options=EASY_MAMMO, image_size=128, samples=768, epochs=8, global_epochs=1,
+        unique_source="per_class", metrics=("localization", "posthoc"), head={"prototypes_per_class": 5},
+        recipe={"push_start": 2, "push_every": 6, "push_foreground": True, "push_lesions": True},
+        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
+        summary="BRAIxProtoPNet++ on synthetic mammograms (normal / benign / malignant, 128 px)"),
     "protopnet_multiview_efficientnet_lite0.synth_mammo": dict(
         data="synthetic-mammo", data_options=EASY_MAMMO, image_size=96, samples=768, epochs=5, metrics=(),
         summary="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px)"),
@@ -65,9 +70,10 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     run = prepare_run(arch, spec["data"], image_size=spec["image_size"], num_samples=spec["samples"],
                       pretrained_backbone=True, seed=seed, data_options=spec["data_options"],
                       **(HEAD | spec.get("head", {})))
-    recipe = Recipe(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
-                    last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR, global_epochs=spec.get("global_epochs", 0),
-                    unique_source=spec.get("unique_source", "none"), seed=seed, loss=spec.get("loss", {}))
+    recipe = Recipe(**dict(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
+                           last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR,
+                           global_epochs=spec.get("global_epochs", 0), unique_source=spec.get("unique_source", "none"),
+                           seed=seed, loss=spec.get("loss", {})) | spec.get("recipe", {}))
     # push reads the model family's views: a multi-view model's prototypes come from CC and MLO images
     fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out_root / "runs" / name, progress=False)
     model = run.model.eval()
@@ -92,6 +98,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
         metrics |= {"pointing game": where.pointing_game, "activation precision": where.activation_precision,
                     "IoU with lesion masks": where.iou}
     metrics = {k: round(float(v), 4) for k, v in metrics.items()}
+    compared = localization_comparison(model, test) if "posthoc" in spec["metrics"] else []
 
     folder = out_root / "weights" / name
     if folder.exists():
@@ -101,9 +108,25 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     write_json(recipe.to_dict(), folder / "recipe.json")
     write_golden(model, test, folder / GOLDEN_NAME)
-    write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started)
+    write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started, compared)
     print(json.dumps(metrics, indent=2))
+    for row in compared:
+        print(row)
     return folder
+
+
+def localization_comparison(model, test) -> list[tuple[str, float, float, float, int]]:
+    """(map, pointing game, activation precision, IoU, images) of the prototype maps and of Grad-CAM of
+    every saliency branch of the same network (BRAIxProtoPNet++: global, ensemble), on the same
+    lesion-bearing test images, for the same (true) class."""
+    from protozoo.evaluate import posthoc_localization
+    from protozoo.evaluate.posthoc import saliency_branches
+
+    results = [("prototypes (top of the true class)", localization(model, test))]
+    results += [(f"Grad-CAM [{branch}]", posthoc_localization(model, test, method="gradcam", branch=branch))
+                for branch in saliency_branches(model)]
+    return [(name, round(r.pointing_game, 4), round(r.activation_precision, 4), round(r.iou, 4), r.evaluated)
+            for name, r in results]
 
 
 def golden_inputs(model, dataset) -> dict[str, torch.Tensor]:
@@ -120,9 +143,15 @@ def write_golden(model, dataset, path: Path) -> None:
     write_state_dict(tensors, path)
 
 
-def write_card(path: Path, name: str, spec: dict, model, metrics: dict, seconds: float) -> None:
+def write_card(path: Path, name: str, spec: dict, model, metrics: dict, seconds: float, compared=()) -> None:
     cfg = model.pretrained_cfg
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
+    if compared:
+        images = compared[0][-1]
+        rows += (f"\n\n## Prototypes beside Grad-CAM of the same network\n\nOn the same {images} lesion-bearing "
+                 "test images, for the true class (`protozoo.evaluate.localization` and `posthoc_localization`):\n\n"
+                 "| map | pointing game | activation precision | IoU |\n| --- | --- | --- | --- |\n")
+        rows += "\n".join(f"| {n} | {pg} | {ap} | {iou} |" for n, pg, ap, iou, _ in compared)
     write_text(f"""# {name}
 
 {spec['summary']}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration

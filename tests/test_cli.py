@@ -25,7 +25,7 @@ def test_info_of_a_trained_model_shows_its_card(capsys):
     assert main(["info", "braix-protopnet++"]) == 0
     out = capsys.readouterr().out
     assert "braix_protopnet_pp_efficientnet_lite0.synth_mammo  (alias braix-protopnet++)" in out
-    assert "(1, 96, 96)" in out and "9 prototypes" in out  # the trained architecture, not the defaults
+    assert "(1, 128, 128)" in out and "15 prototypes" in out  # the trained architecture, not the defaults
     assert "weights/braix_protopnet_pp_efficientnet_lite0.synth_mammo" in out
     assert "## Test metrics" in out and "not a clinical model" in out
 

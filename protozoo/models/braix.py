@@ -85,7 +85,7 @@ register_family(Family(
     # Patches only from the breast (from the masses where the data has masks); IAIA-BL's
     # fine-annotation loss where the data has lesion masks (items without a mask are not penalised).
     recipe={"global_epochs": 5, "unique_source": "per_class", "push_foreground": True, "push_lesions": True,
-            "loss": {"fine_annotation": 1.0, "foreground_pooling": True}},
+            "loss": {"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True}},
     # Grad-CAM of the global CNN branch is the paper's post-hoc comparison; the ensemble too.
     saliency_branches={"global": "protozoo.models.braix:global_branch_logits",
                        "ensemble": "protozoo.evaluate.posthoc:image_logits"},
