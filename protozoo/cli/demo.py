@@ -16,7 +16,7 @@ from protozoo.cli._args import positive_int
 
 PRESETS = {  # name -> (train breasts, test breasts, image size, main epochs, last-layer epochs)
     "quick": (96, 48, 96, 2, 1),
-    "default": (384, 128, 128, 6, 3),
+    "default": (384, 128, 128, 12, 3),
     "long": (1536, 384, 160, 20, 5),
 }
 
@@ -35,7 +35,7 @@ def add_parser(subparsers, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from protozoo.evaluate import classification, localization
+    from protozoo.evaluate import classification, localization, posthoc_localization
     from protozoo.explanation import explain
     from protozoo.train import Recipe, fit
     from protozoo.train.session import prepare_run
@@ -54,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
     )
     model = run_.model
     print(f"backbone weights: {model.backbone_source}")
-    recipe = Recipe(global_epochs=max(1, epochs // 3), epochs=epochs, warm_epochs=1, push_start=epochs,
-                    push_every=epochs, last_layer_epochs=last, batch_size=32, unique_source="per_class",
+    # Prototypes from the breast, those of benign/malignant from the masses (a first push after two
+    # epochs, refined by the joint epochs, pushed again at the end); IAIA-BL's fine-annotation loss.
+    first_push = min(2, epochs)
+    recipe = Recipe(global_epochs=max(1, epochs // 3), epochs=epochs, warm_epochs=1, push_start=first_push,
+                    push_every=max(1, epochs - first_push), last_layer_epochs=last, batch_size=32,
+                    unique_source="per_class", push_foreground=True, push_lesions=True,
+                    loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
                     lr={"backbone": 3e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3})
     fit(model, run_.train, recipe=recipe, val_data=run_.val, push_data=run_.push, out_dir=args.out,
         resume=args.resume, device=args.device)
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print("evaluating on the test split ...")
     scores = classification(model, test)
     where = localization(model, test)
+    cam = posthoc_localization(model, test, method="gradcam", branch="global")  # same images, same class
     metrics = {
         "test accuracy": round(scores.accuracy, 3),
         "balanced accuracy": round(scores.balanced_accuracy, 3),
@@ -76,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         "pointing game (lesions)": round(where.pointing_game, 3),
         "activation precision": round(where.activation_precision, 3),
         "IoU with lesion masks": round(where.iou, 3),
+        "Grad-CAM pointing game (global branch)": round(cam.pointing_game, 3),
+        "Grad-CAM activation precision (global branch)": round(cam.activation_precision, 3),
         "distinct prototype sources": len({row["image_id"] for row in model.provenance}),
         "prototypes": model.num_prototypes,
     }
