@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from protozoo._push_select import CODE, FLAT, LABEL, ORDER, Candidates, assign, id_code, merge
 from protozoo.family import family_of
 from protozoo.models._base import ProtoModel
+from protozoo.receptive_field import receptive_field_boxes  # probed once per architecture and input size
 from protozoo.boxes import HIGH_ACTIVATION_PERCENTILE, high_activation_boxes, mask_boxes, percentile, span_boxes
 
 __all__ = ["UNIQUE_SOURCES", "PushResult", "high_activation_boxes", "mask_boxes", "percentile", "push_prototypes", "span_boxes"]
@@ -382,20 +383,3 @@ def chosen_sources(candidates: Candidates, choice: Tensor) -> tuple[dict[str, Te
     width = maps.shape[3]
     vectors = maps[source, :, chosen["flat"] // width, chosen["flat"] % width]  # (P, D)
     return chosen, (maps, source), vectors
-
-
-def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[int, int]) -> Tensor:
-    """The input box each latent cell depends on (the support of its input gradient on a probe image),
-    probed once per architecture and input size: see :mod:`protozoo.receptive_field`.
-
-    Args:
-        model: The model (eval mode).
-        cells: (N, 2) latent cells [h, w].
-        input_size: (H_in, W_in) of the images.
-
-    Returns:
-        (N, 4) long boxes [x0, y0, x1, y1], half-open; the whole image where the gradient vanishes.
-    """
-    from protozoo.receptive_field import receptive_field_boxes as cached_boxes
-
-    return cached_boxes(model, cells, input_size)

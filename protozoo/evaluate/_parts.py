@@ -31,7 +31,9 @@ REFERENCE_INPUT_SIZE = 224  # ... at 224 x 224 input.
 Batch = dict[str, Any]
 
 
-def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+def prototype_maps(
+    model: nn.Module, batch: Batch, perturb: Callable[[Tensor], Tensor] | None = None
+) -> dict[str, Tensor]:
     """Similarity maps of every prototype, per view of the model's family; higher = more alike.
 
     ``{"image": maps}`` for single-image families; ``{view: maps}`` for every view in the batch of
@@ -40,12 +42,15 @@ def prototype_maps(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
     Args:
         model: A prototype model.
         batch: A collated batch (see :func:`protozoo.data.collate.collate_items`).
+        perturb: Applied to each view's images first (stability's noise).
 
     Returns:
-        ``{view name: (B, P, H, W) similarity maps}``; the view name also says where the view's
-        ``image`` / ``parts`` / ``mask`` live in the batch (see :func:`view_batch`).
+        ``{view name: (B, P, H, W) similarity maps}``, keyed as the family's views
+        (``family_of(model).image_views(batch)``, which hold each view's ``image`` / ``parts`` / ``mask``).
     """
-    return {view: model.similarity_maps(items["image"]) for view, items in family_of(model).image_views(batch).items()}
+    views = family_of(model).image_views(batch)
+    return {view: model.similarity_maps(items["image"] if perturb is None else perturb(items["image"]))
+            for view, items in views.items()}
 
 
 def model_logits(model: nn.Module, batch: Batch) -> Tensor:
@@ -69,12 +74,6 @@ def own_prototypes(model: nn.Module, batch: Batch, source: str = "true") -> Tens
     from what the model finds (``"predicted"``).
     """
     return family_of(model).own_prototypes(model, batch, source)
-
-
-def view_batch(batch: Batch, view: str) -> Batch:
-    """The part of a batch that view ``view`` describes: the batch itself for ``"image"``,
-    else ``batch["views"][view]``."""
-    return batch if view == "image" else batch["views"][view]
 
 
 def pick_view(views: list[str], view: str | None) -> str:
@@ -253,10 +252,11 @@ def scan_parts(
     with torch.inference_mode():
         for batch in iterate_batches(dataset, batch_size, device):
             b_idx, p_idx = own_prototypes(model, batch).nonzero(as_tuple=True)  # (N,) each: own-class pairs
+            views = family_of(model).image_views(batch)
             clean = prototype_maps(model, batch)
-            noisy = prototype_maps(model, _perturbed(batch, perturb)) if perturb is not None else None
+            noisy = prototype_maps(model, batch, perturb) if perturb is not None else None
             for view, maps in clean.items():
-                items = view_batch(batch, view)
+                items = views[view]
                 if "parts" not in items or "parts_visible" not in items:
                     raise ValueError("consistency and stability need items with 'parts' and 'parts_visible'")
                 size = tuple(items["image"].shape[-2:])
@@ -280,13 +280,3 @@ def scan_parts(
     if not counts:
         raise ValueError("the dataset is empty")
     return counts
-
-
-def _perturbed(batch: Batch, perturb: Callable[[Tensor], Tensor]) -> Batch:
-    """A shallow copy of the batch with ``perturb`` applied to its image and to every view's image."""
-    out = dict(batch)
-    if "image" in batch:
-        out["image"] = perturb(batch["image"])
-    if "views" in batch:
-        out["views"] = {name: _perturbed(view, perturb) for name, view in batch["views"].items()}
-    return out

@@ -20,8 +20,8 @@ from protozoo.evaluate._parts import (
     own_prototypes,
     pick_view,
     prototype_maps,
-    view_batch,
 )
+from protozoo.family import family_of
 from protozoo.resample import upsample_bicubic
 
 CLASS_SOURCES = ("true", "predicted")
@@ -200,8 +200,9 @@ def localization(
     with torch.inference_mode():
         for batch in iterate_batches(dataset, batch_size, device):
             all_maps = prototype_maps(model, batch)
+            views = family_of(model).image_views(batch)
             for shown in list(all_maps) if view is None else [pick_view(list(all_maps), view)]:
-                items = view_batch(batch, shown)
+                items = views[shown]
                 if "mask" not in items:
                     raise ValueError("localization needs items with a 'mask' (L, H, W); this dataset has none")
                 maps = top_prototype_maps(model, batch, all_maps[shown], class_source)  # (B, h, w)

@@ -56,15 +56,16 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
         options["image_size"] = image_size
     probe = load_dataset(data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {}))
     classes = list(probe.classes)
+    first = probe[0]  # read once: its channels and keys decide the model and are checked against the family
     if Path(model_name).is_dir():
         family = family_of_arch(_saved_architecture(Path(model_name) / CONFIG_NAME))
         model = protozoo.load(model_name, **family.resolved("dataset_arguments")(probe), **model_overrides).train()
     else:
         family = family_of_arch(resolve(model_name).architecture)
-        in_chans = _channels(family, probe[0])
+        in_chans = _channels(family, first)
         model = protozoo.create_model(model_name, in_chans=in_chans, pretrained_backbone=pretrained_backbone,
                                       **family.resolved("dataset_arguments")(probe), **model_overrides)
-    _check_items(family, probe, data_spec)
+    _check_items(family, first, data_spec)
     side = image_size or model.pretrained_cfg.input_size[-1]
     data_config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
     # ProtoPNet's augmentation: flips and small affine changes, no random crops, which could cut
@@ -106,9 +107,8 @@ def _channels(family, item: dict[str, Any]) -> int:
     return int(view["image"].shape[0])
 
 
-def _check_items(family, dataset: Dataset, spec: str) -> None:
+def _check_items(family, item: dict[str, Any], spec: str) -> None:
     """Raise a ValueError naming what is missing when the dataset's items lack what the family needs."""
-    item = dataset[0]
     missing = [key for key in family.requires if key not in item]
     if missing:
         raise ValueError(f"{family.title or family.name} models train on items with {list(family.requires)}; "
