@@ -62,6 +62,31 @@ def test_diagnosis_is_a_function_of_the_lesion_logits_only(images):
     torch.testing.assert_close(after.logits, before.logits)
 
 
+def test_diagnosis_is_monotone_in_the_lesions():
+    """A found lesion can only raise AMD: the healthy class takes no lesion evidence, so raising any
+    lesion's logit never lowers the AMD logit nor raises non-AMD's, even after training moved V."""
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", pretrained_backbone=False, **TINY)
+    with torch.no_grad():
+        model.head.diagnosis.raw_weight.normal_(0, 3)  # any learnt weights
+        weight = model.head.diagnosis.weight  # (K, L)
+        assert torch.equal(weight[0], torch.zeros(model.num_lesions)) and (weight[1] > 0).all()
+        lesion_logits = torch.randn(64, model.num_lesions, generator=torch.Generator().manual_seed(2))
+        base = model.head.diagnose(lesion_logits)
+        for lesion in range(model.num_lesions):
+            raised = lesion_logits.clone()
+            raised[:, lesion] += torch.rand(64, generator=torch.Generator().manual_seed(lesion)) * 4
+            after = model.head.diagnose(raised)
+            assert (after[:, 1] >= base[:, 1]).all(), "a rising lesion lowered the AMD logit"
+            torch.testing.assert_close(after[:, 0], base[:, 0])  # non-AMD is its bias alone
+            assert ((after[:, 1] - after[:, 0]) >= (base[:, 1] - base[:, 0])).all()
+
+
+def test_healthy_class_is_checked():
+    with pytest.raises(ValueError, match="healthy_class"):
+        protozoo.create_model("protopnet_lesion_resnet18", healthy_class=2, pretrained_backbone=False, **TINY)
+
+
 def test_lesion_maps_at_input_size_in_unit_range(model, images):
     with torch.no_grad():
         maps = model.lesion_maps(images)

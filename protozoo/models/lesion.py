@@ -3,7 +3,8 @@
 After Morano et al. 2023 (weakly supervised, explainable detection of AMD-related lesions in colour
 fundus images). The prototype classes are the lesion types (``prototype_class`` is the lesion
 index, so push treats lesions as classes); lesion logits are trained with image-level multi-hot
-labels, and the diagnosis is a non-negative linear function of the lesion probabilities only.
+labels, and the diagnosis is a non-negative linear function of the lesion probabilities only, in
+which the healthy class (non-AMD) takes no lesion evidence: a found lesion can only raise AMD.
 ``lesion_maps`` turns the lesion prototypes' similarity maps into coarse lesion segmentations.
 Rules and equations: docs/heads.md.
 """
@@ -47,6 +48,8 @@ class LesionConfig(ProtoPNetConfig):
         add_on_norm: On by default here: a lesion is a few latent patches, and a saturated add-on
             sigmoid leaves the backbone too little gradient to learn them (see ``make_add_on``).
         lesion_prior: Initial probability of each lesion (the lesion biases start at its logit).
+        healthy_class: The diagnosis class no lesion is evidence for (0, non-AMD); None lets every
+            class take lesion evidence (a diagnosis that is then not monotone in the lesions).
     """
 
     arch: str = "protopnet_lesion"
@@ -55,6 +58,7 @@ class LesionConfig(ProtoPNetConfig):
     incorrect_class_connection: float = 0.0
     add_on_norm: bool = True
     lesion_prior: float = 0.1
+    healthy_class: int | None = 0
     lesion_names: list[str] = field(default_factory=lambda: list(DEFAULT_LESIONS))
 
 
@@ -73,7 +77,8 @@ class LesionProtoPNet(ProtoPNet):
     def build_head(self, config: LesionConfig) -> LesionHead:
         """ProtoPNet's head with the lesion types as its prototype classes, plus the diagnosis layer."""
         return LesionHead(num_lesions=len(config.lesion_names), num_classes=config.num_classes,
-                          lesion_prior=config.lesion_prior, **self.head_arguments(config))
+                          lesion_prior=config.lesion_prior, healthy_class=config.healthy_class,
+                          **self.head_arguments(config))
 
     @property
     def lesion_names(self) -> list[str]:
