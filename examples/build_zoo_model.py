@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
 from protozoo.family import family_of
@@ -34,32 +35,28 @@ EASY_PARTS = {"num_classes": 4, "decoy_prob": 0.0, "num_distractors": 2, "occlus
 EASY_MAMMO = {"lesion_size": 2.0, "lesion_contrast": 0.3}
 EASY_FUNDUS = {"lesion_size": 1.5, "lesion_contrast": 0.9, "num_distractors": 1}
 LR = {"backbone": 1e-3, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3}
-HEAD = {"prototypes_per_class": 3, "prototype_dim": 32, "feature_stage": 3}
-
+# The training recipes. Each tag's architecture (model_args), input size, classes and description are
+# declared in protozoo/zoo_tags.py: create_model(NAME) builds them and this script trains them.
 SPECS = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
-        data="synthetic-parts", data_options=EASY_PARTS, image_size=64, samples=1024, epochs=6,
-        metrics=("consistency", "stability"), summary="ProtoPNet on synthetic CUB-like birds (4 classes, 64 px)"),
+        data="synthetic-parts", data_options=EASY_PARTS, samples=1024, epochs=6,
+        metrics=("consistency", "stability")),
     # 128 px: a mass spans 1-2 cells of the stride-16 map (one cell at 96 px). Prototypes from the
     # breast, those of benign/malignant from the masses (push_lesions, first push after 2 epochs so
     # the joint epochs refine lesion patches), IAIA-BL's fine-annotation loss on the masks.
     "braix_protopnet_pp_efficientnet_lite0.synth_mammo": dict(
-        data="synthetic-mammo", data_options=EASY_MAMMO, image_size=128, samples=768, epochs=8, global_epochs=1,
-        unique_source="per_class", metrics=("localization", "posthoc"), head={"prototypes_per_class": 5},
+        data="synthetic-mammo", data_options=EASY_MAMMO, samples=768, epochs=8, global_epochs=1,
+        unique_source="per_class", metrics=("localization", "posthoc"),
         recipe={"push_start": 2, "push_every": 6, "push_foreground": True, "push_lesions": True},
-        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
-        summary="BRAIxProtoPNet++ on synthetic mammograms (normal / benign / malignant, 128 px)"),
+        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True}),
     "protopnet_multiview_efficientnet_lite0.synth_mammo": dict(
-        data="synthetic-mammo", data_options=EASY_MAMMO, image_size=96, samples=768, epochs=5, metrics=(),
-        summary="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px)"),
+        data="synthetic-mammo", data_options=EASY_MAMMO, samples=768, epochs=5, metrics=()),
     "protopnet_lesion_efficientnet_lite0.synth_fundus": dict(
-        data="synthetic-fundus", data_options=EASY_FUNDUS, image_size=96, samples=768, epochs=5,
-        loss={"separation": -0.8}, metrics=("lesions", "localization"),
-        summary="Lesion-linked ProtoPNet on synthetic colour fundus photographs (5 lesion types -> non-AMD / AMD, 96 px)"),
+        data="synthetic-fundus", data_options=EASY_FUNDUS, samples=768, epochs=5,
+        loss={"separation": -0.8}, metrics=("lesions", "localization")),
     "protopnet_efficientnet_lite0.fmnist": dict(
-        data="fashion-mnist", data_options={}, image_size=32, samples=None, epochs=2, last_layer_epochs=1, metrics=(),
-        head={"feature_stage": 2}, training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)",
-        summary="ProtoPNet on Fashion-MNIST (10 classes of real 28x28 clothing photos, upsampled to 32 px)"),
+        data="fashion-mnist", data_options={}, samples=None, epochs=2, last_layer_epochs=1, metrics=(),
+        training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)"),
 }
 
 
@@ -67,9 +64,11 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     spec = SPECS[name]
     arch, tag = name.split(".")
     started = time.perf_counter()
-    run = prepare_run(arch, spec["data"], image_size=spec["image_size"], num_samples=spec["samples"],
-                      pretrained_backbone=True, seed=seed, data_options=spec["data_options"],
-                      **(HEAD | spec.get("head", {})))
+    declared = protozoo.create_model(name)  # the tag's declaration (protozoo/zoo_tags.py)
+    image_size = declared.pretrained_cfg.input_size[-1]
+    run = prepare_run(name, spec["data"], image_size=image_size, num_samples=spec["samples"],
+                      pretrained_backbone=True, seed=seed, data_options=spec["data_options"])
+    check_declaration(name, run.model, declared)
     recipe = Recipe(**dict(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
                            last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR,
                            global_epochs=spec.get("global_epochs", 0), unique_source=spec.get("unique_source", "none"),
@@ -79,7 +78,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     model = run.model.eval()
 
     generated = spec["data"].startswith("synthetic-")
-    sizing = {"image_size": spec["image_size"], "seed": seed} if generated else {}
+    sizing = {"image_size": image_size, "seed": seed} if generated else {}
     test = load_dataset(spec["data"], "test", transform=build_transforms(resolve_data_config(model), train=False),
                         **sizing, **spec["data_options"])
     scores = classification(model, test)
@@ -104,7 +103,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     model.pretrained_cfg = model.pretrained_cfg.replace(
-        tag=tag, license="Apache-2.0", description=f"{spec['summary']}; not for clinical use")
+        tag=tag, license=declared.pretrained_cfg.license, description=declared.pretrained_cfg.description)
     model.save_pretrained(folder)
     write_json(recipe.to_dict(), folder / "recipe.json")
     write_golden(model, test, folder / GOLDEN_NAME)
@@ -113,6 +112,16 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     for row in compared:
         print(row)
     return folder
+
+
+def check_declaration(name: str, model, declared) -> None:
+    """Refuse to train when the data sizes the model otherwise than the tag's declaration (before any epoch)."""
+    built, wanted = model.model_args(), declared.model_args()
+    differ = {k: (built.get(k), wanted.get(k)) for k in sorted(set(built) | set(wanted)) if built.get(k) != wanted.get(k)}
+    if differ:
+        shown = ", ".join(f"{k}: the data gives {b!r}, the declaration {w!r}" for k, (b, w) in differ.items())
+        raise SystemExit(f"{name}: the training data does not fit the tag's declaration ({shown}); "
+                         "edit its row in protozoo/zoo_tags.py or the recipe's data")
 
 
 def localization_comparison(model, test) -> list[tuple[str, float, float, float, int]]:
@@ -154,7 +163,7 @@ def write_card(path: Path, name: str, spec: dict, model, metrics: dict, seconds:
         rows += "\n".join(f"| {n} | {pg} | {ap} | {iou} |" for n, pg, ap, iou, _ in compared)
     write_text(f"""# {name}
 
-{spec['summary']}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration
+{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration
 and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data.
 
 | | |

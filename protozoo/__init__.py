@@ -14,14 +14,14 @@ from protozoo import models  # noqa: F401  (registers the families and their ent
 from protozoo.builder import create_model, load
 from protozoo.explanation import Explanation, explain
 from protozoo.family import Family, family_of, list_families, register_family
-from protozoo.hub import UntrainedWarning
+from protozoo.hub import UntrainedWarning, WeightsNotFoundError
 from protozoo.outputs import ProtoOutput
 from protozoo.pretrained import PretrainedCfg
 from protozoo.push import PushResult, push_prototypes
 from protozoo.registry import is_model, list_aliases, list_models, register_model
-from protozoo.zoo import register_weights
+from protozoo.zoo import register_tags
 
-register_weights()  # weights/<arch>.<tag>/ folders become trained models (protozoo list --pretrained)
+register_tags()  # the zoo's declared arch.tag weights (protozoo/zoo_tags.py; protozoo list --pretrained)
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,7 @@ __all__ = [
     "PushResult",
     "PretrainedCfg",
     "UntrainedWarning",
+    "WeightsNotFoundError",
     "create_model",
     "explain",
     "family_of",

@@ -53,7 +53,7 @@ def create_model(
                 + (f"; trained tags: {', '.join(trained)}" if trained else "")
                 + "; use pretrained=False (optionally with pretrained_backbone=True)"
             )
-        return load_registered(cfg, **overrides).train()
+        return load_registered(cfg, requested=name, **overrides).train()
     # A tag, or an alias (which names one model), builds the architecture of the weights it names:
     # what load(name) gives. A bare architecture name builds the architecture's defaults.
     named = name in registry.list_aliases() or bool(registry.split_model_name(name)[1])
@@ -72,16 +72,25 @@ def create_model(
 def load(name: str | Path, *, cache_dir: str | Path | None = None, **overrides: Any) -> ProtoModel:
     """Load a model by alias, ``arch[.tag]``, local folder or ``hf-hub:org/repo[@revision]``.
 
-    A registered model without trained weights is built with an untrained head (and, where an
-    offline source exists, an ImageNet backbone) and an :class:`UntrainedWarning` says so.
+    A tag (or an alias, or an architecture with a trained tag) loads its trained weights from the
+    first place :func:`protozoo.hub.locate_weights` finds them (``$PROTOZOO_WEIGHTS``, the source
+    checkout's ``weights/``, the Hugging Face cache, a Hub download when online) and raises
+    :class:`~protozoo.hub.WeightsNotFoundError` naming those places when none has them: never an
+    untrained model in their place. Only an architecture with no trained tag at all is built
+    untrained (its head untrained; its backbone from ImageNet where an offline source exists),
+    with an :class:`UntrainedWarning` saying so.
 
     Args:
         name: What to load.
-        cache_dir: Hugging Face cache folder for ``hf-hub:`` names (default: the usual cache).
+        cache_dir: Hugging Face cache folder for ``hf-hub:`` names and tags' ``hf_hub_id``
+            (default: ``$HF_HUB_CACHE`` or huggingface_hub's usual cache).
         **overrides: Architecture arguments (see :func:`load_pretrained`).
 
     Returns:
         The model in eval mode.
+
+    Raises:
+        WeightsNotFoundError: A tag whose weights are nowhere to be found.
     """
     name = str(name)
     if name.startswith("hf-hub:"):
@@ -93,7 +102,7 @@ def load(name: str | Path, *, cache_dir: str | Path | None = None, **overrides: 
         raise FileNotFoundError(f"{name!r} is neither a model folder nor a registered model name")
     cfg = registry.resolve(name)
     if cfg.has_weights:
-        return load_registered(cfg, **overrides)
+        return load_registered(cfg, cache_dir=cache_dir, requested=name, **overrides)
     return _load_untrained(name, cfg, overrides)
 
 

@@ -46,9 +46,25 @@ class UntrainedWarning(UserWarning):
     """A model was loaded whose head (or backbone) has no trained weights."""
 
 
+class WeightsNotFoundError(FileNotFoundError):
+    """A registered tag's weights are in none of the places :func:`locate_weights` looks in."""
+
+
+def checkout_weights() -> Path | None:
+    """The source checkout's ``weights/`` folder when protozoo runs from a git checkout, else None.
+
+    A wheel install has no weights: the package lies in ``site-packages`` with no ``pyproject.toml``
+    beside it.
+    """
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "weights"
+    return folder if (root / "pyproject.toml").is_file() and folder.is_dir() else None
+
+
 def weights_root() -> Path:
-    """The zoo's ``weights/`` folder: ``$PROTOZOO_WEIGHTS`` or ``weights/`` beside the package."""
-    return Path(os.environ.get("PROTOZOO_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
+    """Where zoo weight folders are written by default: ``$PROTOZOO_WEIGHTS``, else ``weights/`` beside the package."""
+    env = os.environ.get("PROTOZOO_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "weights"
 
 
 def save_pretrained(model: ProtoModel, directory: str | Path) -> Path:
@@ -275,22 +291,104 @@ def _verify_checksum(config: dict[str, Any], weights_path: Path, source: str) ->
         )
 
 
-def locate_weights(cfg: PretrainedCfg) -> Path:
-    """The local folder holding the weights of a pretrained configuration."""
+def locate_weights(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, requested: str | None = None) -> Path:
+    """The local folder holding the weights of a registered tag.
+
+    Looked for in this order, the first folder with a ``config.json`` wins:
+
+    1. ``$PROTOZOO_WEIGHTS/<arch.tag>/`` (a folder of ``arch.tag`` folders);
+    2. the source checkout's ``weights/<arch.tag>/`` (:func:`checkout_weights`; not in a wheel install);
+    3. the Hugging Face cache's snapshot of the tag's ``hf_hub_id`` (``cache_dir``, else
+       ``$HF_HUB_CACHE``, else huggingface_hub's default);
+    4. a download of ``hf_hub_id`` from the Hub, unless ``HF_HUB_OFFLINE`` is set.
+
+    Args:
+        cfg: The tag's configuration (``cfg.file``, an explicit folder, short-circuits the search).
+        cache_dir: The Hugging Face cache folder.
+        requested: The name the user asked for (an alias), for the error.
+
+    Raises:
+        WeightsNotFoundError: Naming every place tried and how to get the weights; never an
+            untrained model in their place.
+    """
     if cfg.file:
         return Path(cfg.file)
-    if cfg.weights_dir:
-        folder = weights_root() / cfg.weights_dir
-        if folder.is_dir():
+    folder_name = cfg.weights_dir or cfg.name
+    tried: list[str] = []
+    env = os.environ.get("PROTOZOO_WEIGHTS")
+    if env:
+        folder = Path(env) / folder_name
+        if (folder / CONFIG_NAME).is_file():
             return folder
-        if not cfg.hf_hub_id:
-            raise FileNotFoundError(f"weights of {cfg.name} should be in {str(folder)!r}, which does not exist")
-    return hub_snapshot(cfg.hf_hub_id)
+        tried.append(f"$PROTOZOO_WEIGHTS: {str(folder)!r} " + ("has no config.json" if folder.is_dir() else "does not exist"))
+    else:
+        tried.append("$PROTOZOO_WEIGHTS: not set")
+    checkout = checkout_weights()
+    if checkout is not None:
+        folder = checkout / folder_name
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+        tried.append(f"the source checkout's weights folder: {str(folder)!r} does not exist")
+    else:
+        tried.append(f"the source checkout's weights/: none (protozoo is installed at {str(Path(__file__).parent)!r})")
+    if cfg.hf_hub_id:
+        cache = hf_cache_dir(cache_dir)
+        snapshot = cached_snapshot(cfg.hf_hub_id, cache)
+        if snapshot is not None:
+            return snapshot
+        tried.append(f"the Hugging Face cache {str(cache)!r}: no snapshot of {cfg.hf_hub_id!r}")
+        if hf_offline():
+            tried.append(f"a download of {cfg.hf_hub_id!r} from the Hugging Face Hub: skipped, HF_HUB_OFFLINE is set")
+        else:
+            try:
+                return hub_snapshot(cfg.hf_hub_id, cache)
+            except Exception as err:  # noqa: BLE001  (network, auth, missing repo: all reported below)
+                tried.append(f"a download of {cfg.hf_hub_id!r} from the Hugging Face Hub: {type(err).__name__}: {err}")
+    else:
+        tried.append("the Hugging Face Hub: the tag declares no hf_hub_id")
+    asked = f"{requested!r} ({cfg.name})" if requested and requested != cfg.name else repr(cfg.name)
+    how = [f"set PROTOZOO_WEIGHTS to a folder holding {folder_name}/ (the weights/ folder of a protozoo git checkout has it)"]
+    if cfg.hf_hub_id:
+        how.append(f"download them once online (huggingface-cli download {cfg.hf_hub_id}, or unset HF_HUB_OFFLINE)")
+    how.append(f"rebuild them (python examples/build_zoo_model.py {cfg.name} in a checkout)")
+    raise WeightsNotFoundError(
+        f"the trained weights of {asked} were not found; tried:\n"
+        + "".join(f"  {i}. {place}\n" for i, place in enumerate(tried, 1))
+        + "To get them: " + "; or ".join(how)
+    )
 
 
-def load_registered(cfg: PretrainedCfg, **overrides: Any) -> ProtoModel:
+def hf_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The Hugging Face hub cache: ``cache_dir``, else ``$HF_HUB_CACHE`` (read now), else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return Path(cache_dir or os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+
+
+def hf_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (read now, and as huggingface_hub read it at import)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE", "").upper()
+    return value in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path | None:
+    """The cached snapshot folder of a Hub model repo (its ``main`` revision) holding ``config.json``, or None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        return None
+    return folder if (folder / CONFIG_NAME).is_file() else None
+
+
+def load_registered(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, requested: str | None = None,
+                    **overrides: Any) -> ProtoModel:
     """Load the trained weights a registered configuration points at; the model keeps that pointer."""
-    model = load_pretrained(locate_weights(cfg), **overrides)
+    model = load_pretrained(locate_weights(cfg, cache_dir=cache_dir, requested=requested), **overrides)
     model.pretrained_cfg = model.pretrained_cfg.replace(
         architecture=cfg.architecture, tag=cfg.tag, weights_dir=cfg.weights_dir, hf_hub_id=cfg.hf_hub_id, file=cfg.file
     )

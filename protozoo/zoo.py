@@ -1,52 +1,79 @@
-"""The zoo's trained models: every ``weights/<arch>.<tag>/`` folder registers itself as ``arch.tag``.
+"""The zoo's trained models: the declarations of :mod:`protozoo.zoo_tags` registered as ``arch.tag``.
 
-A folder holds what ``model.save_pretrained`` writes (``config.json``, ``model.safetensors``,
-``prototypes.json``) plus ``README.md`` (the model card), ``recipe.json`` and ``golden.safetensors``
-(a stored input and the outputs it must give). ``examples/build_zoo_model.py NAME`` writes one.
+A tag's weights live in a folder of what ``model.save_pretrained`` writes (``config.json``,
+``model.safetensors``, ``prototypes.json``) plus ``README.md`` (the model card), ``metrics.json``
+(its measured test metrics), ``recipe.json`` and ``golden.safetensors`` (a stored input and the
+outputs it must give). :func:`protozoo.hub.locate_weights` finds that folder;
+``examples/build_zoo_model.py NAME`` writes one.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from protozoo import registry
-from protozoo.hub import CONFIG_NAME, weights_root
-from protozoo.pretrained import PretrainedCfg
+from protozoo.pretrained import PretrainedCfg, adapt_channels
 
 CARD_NAME = "README.md"
 GOLDEN_NAME = "golden.safetensors"
+METRICS_NAME = "metrics.json"
+RECIPE_NAME = "recipe.json"
 
 
-def register_weights(root: Path | None = None) -> list[str]:
-    """Register every ``arch.tag`` folder under ``root`` (default: the zoo's ``weights/``).
+def tag_cfg(name: str, row: dict[str, Any]) -> PretrainedCfg:
+    """The pretrained configuration a :data:`protozoo.zoo_tags.TAGS` row declares for ``name``."""
+    from protozoo.zoo_tags import DEFAULTS, HF_ORG
+
+    arch, tag = registry.split_model_name(name)
+    if not tag:
+        raise ValueError(f"zoo tag {name!r} must be 'arch.tag'")
+    row = DEFAULTS | row
+    base = registry.default_cfg(arch)
+    base = adapt_channels(base, row["model_args"].get("in_chans", base.in_chans))  # mean, std of the channels
+    base = base.replace(input_size=tuple(row.get("input_size", base.input_size)))
+    fields = {k: row[k] for k in ("label_names", "license", "paper", "description", "interpolation", "crop_pct", "crop_mode")
+              if k in row}
+    if fields.get("label_names") is not None:
+        fields["label_names"] = tuple(fields["label_names"])
+    return base.replace(architecture=arch, tag=tag, weights_dir=name, file=None,
+                        hf_hub_id=row.get("hf_hub_id", f"{HF_ORG}/{name}"), **fields)
+
+
+def register_tags(tags: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Register every declared tag (default: :data:`protozoo.zoo_tags.TAGS`) with its architecture arguments.
 
     Returns:
-        The registered names; folders of unknown architectures are skipped.
+        The registered ``arch.tag`` names.
     """
-    root = Path(root) if root is not None else weights_root()
+    if tags is None:
+        from protozoo.zoo_tags import TAGS as tags
     names = []
-    for folder in sorted(root.glob("*.*")) if root.is_dir() else []:
-        arch, tag = registry.split_model_name(folder.name)
-        if not (folder / CONFIG_NAME).is_file() or not tag or not registry.is_model(arch):
-            continue
-        config = json.loads((folder / CONFIG_NAME).read_text())
-        cfg = PretrainedCfg.from_dict(config.get("pretrained_cfg", {})).replace(
-            architecture=arch, tag=tag, weights_dir=folder.name, file=None)
-        registry.register_pretrained(cfg, model_args=_architecture_args(config.get("model_args", {})))
+    for name, row in tags.items():
+        cfg = tag_cfg(name, row)
+        registry.register_pretrained(cfg, model_args=dict(row["model_args"]))
         names.append(cfg.name)
     return names
 
 
+def declared_model_args(name: str) -> dict[str, Any]:
+    """The architecture arguments a tag declares (:data:`protozoo.zoo_tags.TAGS`), as ``create_model`` uses them."""
+    return registry.model_args(registry.resolve(name))
+
+
 def model_card(name: str) -> str | None:
-    """The model card (``README.md``) of a trained zoo model, or None."""
-    cfg = registry.resolve(name)
-    if not cfg.weights_dir:
+    """The model card (``README.md``) of a trained zoo model, or None when its weights are not found."""
+    from protozoo.hub import WeightsNotFoundError, locate_weights
+
+    try:
+        card = locate_weights(registry.resolve(name)) / CARD_NAME
+    except WeightsNotFoundError:
         return None
-    card = weights_root() / cfg.weights_dir / CARD_NAME
     return card.read_text() if card.is_file() else None
 
 
-def _architecture_args(model_args: dict) -> dict:
-    """A saved config's architecture arguments, less ``arch`` (the entrypoint sets it)."""
-    return {k: v for k, v in model_args.items() if k != "arch"}
+def read_metrics(folder: Path) -> dict[str, Any] | None:
+    """A weights folder's ``metrics.json`` (what ``examples/build_zoo_model.py`` measured), or None."""
+    path = Path(folder) / METRICS_NAME
+    return json.loads(path.read_text()) if path.is_file() else None

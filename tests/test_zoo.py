@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 import protozoo
-from protozoo.hub import weights_root
+from protozoo.hub import locate_weights
 from protozoo.registry import resolve
-from protozoo.zoo import CARD_NAME, GOLDEN_NAME, model_card, register_weights
+from protozoo.zoo import CARD_NAME, GOLDEN_NAME, model_card, register_tags
 
 TRAINED = protozoo.list_models(pretrained=True)
 
@@ -25,7 +25,7 @@ def golden_inputs(model, golden: dict) -> tuple:
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_shipped_model_reproduces_its_golden_outputs(name):
-    folder = weights_root() / resolve(name).weights_dir
+    folder = locate_weights(resolve(name))
     for file in ("config.json", "model.safetensors", "prototypes.json", "recipe.json", CARD_NAME, GOLDEN_NAME):
         assert (folder / file).is_file(), file
     assert (folder / "model.safetensors").stat().st_size <= 25 * 2**20
@@ -61,16 +61,20 @@ def test_model_card_says_what_it_was_trained_on(name):
     assert f"python examples/build_zoo_model.py {name}" in card
 
 
-def test_weights_folders_register_as_tags(tmp_path):
-    model = protozoo.create_model("protopnet_resnet18", num_classes=2, prototypes_per_class=1)
-    model.save_pretrained(tmp_path / "protopnet_resnet18.unit_test")
-    model.save_pretrained(tmp_path / "not_a_model.tag")  # unknown architectures are skipped
+def test_declared_tags_register_with_their_architecture():
     from protozoo import registry
 
     saved = {arch: dict(cfgs) for arch, cfgs in registry._pretrained.items()}
     try:
-        assert register_weights(tmp_path) == ["protopnet_resnet18.unit_test"]
-        assert resolve("protopnet_resnet18.unit_test").weights_dir == "protopnet_resnet18.unit_test"
+        row = dict(model_args=dict(num_classes=2, prototypes_per_class=1, in_chans=1), input_size=(1, 48, 48), label_names=("a", "b"))
+        assert register_tags({"protopnet_resnet18.unit_test": row}) == ["protopnet_resnet18.unit_test"]
+        cfg = resolve("protopnet_resnet18.unit_test")
+        assert cfg.weights_dir == "protopnet_resnet18.unit_test" and cfg.hf_hub_id == "protozoo/protopnet_resnet18.unit_test"
+        assert cfg.input_size == (1, 48, 48) and len(cfg.mean) == 1 and cfg.label_names == ("a", "b")
+        model = protozoo.create_model("protopnet_resnet18.unit_test")
+        assert (model.config.num_classes, model.config.prototypes_per_class, model.config.in_chans) == (2, 1, 1)
+        with pytest.raises(ValueError, match="unknown model"):
+            register_tags({"not_a_model.tag": row})
     finally:
         registry._pretrained.clear()
         registry._pretrained.update(saved)
