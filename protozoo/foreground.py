@@ -88,14 +88,24 @@ def batch_foreground_cells(batch: dict[str, Any], size: tuple[int, int]) -> Tens
     return foreground_cells(foreground_of(batch), size)
 
 
-def lesion_cells(batch: dict[str, Any], size: tuple[int, int]) -> Tensor | None:
+def lesion_cells(batch: dict[str, Any], size: tuple[int, int], *, per_type: bool = False) -> Tensor | None:
     """(B, h, w) bool: on an image with a lesion ``mask``, its lesion cells (those holding at least half
     the largest lesion share of any of its cells); every cell on an image without a lesion. None
-    when the batch has no masks."""
+    when the batch has no masks.
+
+    With ``per_type`` and (B, L, H, W) masks of L lesion types: (B, L, h, w), the same rule for each
+    type on its own mask (every cell where the image lacks that type), so a prototype of lesion l
+    can be given the cells of lesion l, not of any finding.
+    """
     masks = batch.get("mask")
     if masks is None:
         return None
     masks = torch.as_tensor(masks).float()
+    if per_type and masks.ndim == 4:
+        lesion = masks > 0.5  # (B, L, H, W)
+        share = F.adaptive_avg_pool2d(lesion.float(), size)  # (B, L, h, w)
+        peak = share.flatten(2).amax(dim=2)[..., None, None]  # (B, L, 1, 1)
+        return torch.where(peak > 0, share >= 0.5 * peak, torch.ones_like(share, dtype=torch.bool))
     lesion = (masks.amax(dim=1) if masks.ndim == 4 else masks) > 0.5  # (B, H, W)
     share = F.adaptive_avg_pool2d(lesion.float()[:, None], size)[:, 0]  # (B, h, w)
     peak = share.flatten(1).amax(dim=1)[:, None, None]  # (B, 1, 1)

@@ -114,7 +114,8 @@ def push_prototypes(
             :mod:`protozoo.foreground` (Otsu, largest component). No prototype is then background.
         lesions: Where the data has lesion masks (``mask``), take the patches of a lesion-bearing
             image only from its lesion cells (:func:`protozoo.foreground.lesion_cells`): the
-            prototypes of classes with findings become patches of the findings.
+            prototypes of classes with findings become patches of the findings. A lesion head's
+            prototypes of lesion type l take only the cells of l's own mask.
 
     Returns:
         A :class:`PushResult`.
@@ -194,10 +195,16 @@ def _stream(
             if lesions:
                 from protozoo.foreground import lesion_cells
 
-                found = lesion_cells(view, tuple(z.shape[2:]))
+                # prototypes of lesion types (a lesion head) take the cells of their own type
+                per_type = family.prototype_kind == "lesion"
+                found = lesion_cells(view, tuple(z.shape[2:]), per_type=per_type)
                 if found is not None:
                     found = found.to(device)
-                    cells = found if cells is None else cells & found
+                    if found.ndim == 4:  # (B, L, h, w) -> (B, P, h, w): each prototype its type's cells
+                        found = found[:, prototype_class]
+                        cells = found if cells is None else cells[:, None] & found
+                    else:
+                        cells = found if cells is None else cells & found
             fresh = _batch_candidates(model, z, labels, ids, paths, order, members, k, cells)
             fresh.input_size = tuple(x.shape[2:])
             if candidates is None:
@@ -234,11 +241,13 @@ def _batch_candidates(
 
     With ``members`` (the :func:`_class_members` table, class-specific push) only the pairs of an
     image and its own class's prototypes are reduced; the others get inf distance. With ``cells``
-    ((B, H, W) bool, the foreground) only those cells are candidates.
+    ((B, H, W) bool, the foreground; or (B, P, H, W), each prototype's own) only those cells are
+    candidates.
     """
     d = model.head.distance_maps(z).flatten(2)  # (B, P, H*W)
-    if cells is not None:
-        d = d.masked_fill(~cells.flatten(1)[:, None, :], float("inf"))
+    if cells is not None:  # (B, H, W) for every prototype, or (B, P, H, W) per prototype
+        allowed = cells.flatten(2) if cells.ndim == 4 else cells.flatten(1)[:, None, :]
+        d = d.masked_fill(~allowed, float("inf"))
     if members is not None and labels.ndim == 2:  # multi-hot: class c's prototypes see images with c present
         flat = d.argmin(dim=2)  # (B, P)
         allowed = labels[:, model.prototype_class.to(labels.device)] > 0  # (B, P)

@@ -153,3 +153,39 @@ def test_lesion_pooling_pulls_prototypes_to_the_findings():
     assert torch.equal(pooled[~has], maps[~has].flatten(2).amin(dim=2))  # no lesion: every cell
     own = own_class_mask(model.head.prototype_identity, batch["label"])
     assert terms["cluster"] == pytest.approx(cluster_cost(pooled, own).item(), rel=1e-6)
+
+
+def test_lesion_head_prototypes_come_from_their_own_lesion_type():
+    """A lesion head's prototype of type l is a patch of an l lesion, not of another finding on the
+    same image: seeded on a haemorrhage cell of a drusen-bearing eye, the drusen prototype is still
+    pushed onto drusen (without the lesion rule it stays on the haemorrhage, distance 0)."""
+    from protozoo.foreground import lesion_cells
+
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", prototypes_per_class=1, prototype_dim=8,
+                                  feature_stage=2, pretrained_backbone=False).eval()
+    data = load_dataset("synthetic-fundus", "train", image_size=SIZE, num_samples=48, lesion_size=2.0,
+                        transform=build_transforms(resolve_data_config(model), train=False))
+    loader = torch.utils.data.DataLoader(data, batch_size=6, collate_fn=collate_items)
+    drusen, haemorrhage = model.lesion_names.index("drusen"), model.lesion_names.index("haemorrhage")
+    both = next(data[i] for i in range(len(data)) if data[i]["lesions"][drusen] and data[i]["lesions"][haemorrhage])
+    with torch.no_grad():
+        z = model.latent(both["image"][None])  # (1, D, h, w)
+        cells = lesion_cells(collate_items([both]), tuple(z.shape[2:]), per_type=True)[0]  # (L, h, w)
+        seed_cell = (cells[haemorrhage] & ~cells[drusen]).nonzero()[0]
+        seeded = model.head.prototypes.detach().clone()
+        seeded[drusen] = z[0, :, seed_cell[0], seed_cell[1]].reshape(seeded[drusen].shape)
+
+    def pushed_cells(**options):
+        with torch.no_grad():
+            model.head.prototypes.copy_(seeded)
+        push_prototypes(model, loader, foreground=True, **options)
+        return {row["class"]: row for row in model.provenance}
+
+    rows = pushed_cells()
+    assert rows[drusen]["image_id"] == both["id"] and rows[drusen]["feature_hw"] == seed_cell.tolist()
+    items = {data[i]["id"]: data[i] for i in range(len(data))}
+    for lesion, row in pushed_cells(lesions=True).items():
+        mask = items[row["image_id"]]["mask"][lesion]  # (H, W): the prototype's own lesion type
+        share = torch.nn.functional.adaptive_avg_pool2d(mask[None].float(), tuple(row["feature_size"]))[0]
+        assert share[tuple(row["feature_hw"])] > 0, (model.lesion_names[lesion], row)
