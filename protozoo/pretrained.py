@@ -53,6 +53,10 @@ class PretrainedCfg:
         std: Per-channel normalisation std.
         interpolation: Resize interpolation used in training.
         crop_pct: Centre-crop fraction used at evaluation.
+        crop_mode: How an image is fitted to ``input_size``, timm's values: ``"center"`` (resize the
+            shorter side, centre crop), ``"squash"`` (aspect not kept) or ``"border"`` (the letterbox:
+            aspect kept, padded; with ``crop_pct=1`` the whole field of view, as mammograms and fundus
+            photographs are trained). See :data:`protozoo.data.transforms.CROP_MODES`.
         label_names: Class names, in logit order.
         license: License of the weights.
         paper: The paper the architecture or recipe follows.
@@ -69,6 +73,7 @@ class PretrainedCfg:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    crop_mode: str = "center"
     label_names: tuple[str, ...] | None = None
     license: str | None = None
     paper: str | None = None

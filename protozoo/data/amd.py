@@ -73,6 +73,8 @@ class AMDFundus(ItemDataset):
     classes = CLASSES
     lesion_names = list(LESIONS)
     has_val_split = True
+    #: The letterbox: a mammogram's or fundus photograph's whole field of view (``ItemDataset.crop_mode``).
+    crop_mode = "border"
 
     def __init__(
         self,

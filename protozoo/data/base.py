@@ -114,6 +114,12 @@ class ItemDataset(Dataset):
     classes: list[str]
     #: Whether the on-disk layout (or the generator) has its own val split.
     has_val_split: bool = False
+    #: How a model should fit these images to its input (timm's ``crop_mode``, see
+    #: :data:`protozoo.data.transforms.CROP_MODES`): ``"border"`` (the letterbox, whole field of
+    #: view) for mammograms and fundus photographs, whose edges hold findings; ``"center"`` else.
+    #: ``prepare_run`` trains with it and records it in the model's ``pretrained_cfg``; the
+    #: dataset's own ``image_size`` resize letterboxes too when it is ``"border"``.
+    crop_mode: str = "center"
 
     def __init__(
         self,
@@ -181,19 +187,23 @@ class ItemDataset(Dataset):
                 self.skipped_paths.append(e.path)
                 continue
             if self.image_size is not None:
-                item = _resize(item, image_hw(self.image_size))
+                item = _resize(item, image_hw(self.image_size), keep_aspect=self.crop_mode == "border")
             return self.transform(item) if self.transform is not None else item
         raise CorruptFileError(type(self).__name__, "every item is unreadable")
 
 
-def _resize(item: Item, size: tuple[int, int]) -> Item:
-    """The item (and each of its views) at ``size`` unless already there; images stay in [0, 1]."""
+def _resize(item: Item, size: tuple[int, int], *, keep_aspect: bool = False) -> Item:
+    """The item (and each of its views) at ``size`` unless already there; images stay in [0, 1].
+
+    ``keep_aspect``: letterboxed (whole image, black padding) instead of squashed.
+    """
     if "views" in item:
-        item = {**item, "views": {name: _resize(view, size) for name, view in item["views"].items()}}
+        item = {**item, "views": {name: _resize(view, size, keep_aspect=keep_aspect)
+                                  for name, view in item["views"].items()}}
     if "image" not in item or tuple(item["image"].shape[-2:]) == size:
         return item
     from protozoo.data.transforms import resize_item  # torchvision only when a file needs resampling
 
-    item = resize_item(item, size)
+    item = resize_item(item, size, keep_aspect=keep_aspect)
     item["image"] = item["image"].clamp(0, 1)  # bicubic overshoot
     return item

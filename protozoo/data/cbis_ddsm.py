@@ -101,6 +101,9 @@ class CBISDDSM(ItemDataset):
         source: ``"csv"`` or ``"headers"``.
     """
 
+    #: The letterbox: a mammogram's or fundus photograph's whole field of view (``ItemDataset.crop_mode``).
+    crop_mode = "border"
+
     def __init__(
         self,
         root: str | Path,

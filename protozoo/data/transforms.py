@@ -21,6 +21,14 @@ from torchvision.transforms.v2 import functional as TF
 from protozoo.pretrained import IMAGENET_MEAN, IMAGENET_STD, adapt_image_channels, channel_stats
 
 Item = dict[str, Any]
+#: How the eval geometry fits an image into ``input_size``: timm's ``crop_mode`` values, with
+#: timm's meaning (``timm.data.create_transform``). ``"center"``: the shorter side scaled to
+#: ``size / crop_pct``, centre crop (ImageNet's; cuts the long side of a non-square image).
+#: ``"squash"``: each side scaled to ``size / crop_pct`` (aspect not kept), centre crop.
+#: ``"border"``: the letterbox; the longer side scaled to ``size / crop_pct``, aspect kept, padded
+#: (black) and centre-cropped to ``size``: with ``crop_pct=1`` the whole field of view is kept,
+#: as a mammogram or fundus photograph needs (the pectoral muscle, the far breast edge).
+CROP_MODES = ("center", "squash", "border")
 # Pixel masks that move with the image (nearest resampling): lesion masks and the foreground.
 MASK_KEYS = ("mask", "foreground")
 
@@ -30,14 +38,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "mean": IMAGENET_MEAN,
     "std": IMAGENET_STD,
     "crop_pct": 0.875,
+    "crop_mode": "center",
 }
 
 
 def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str, Any]:
-    """Resolves ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct`` like timm.
+    """Resolves ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``crop_mode`` like timm.
 
     Sources, lowest priority first: :data:`DEFAULT_CONFIG` (3x224x224, ImageNet mean / std,
-    bicubic, crop_pct 0.875); ``model_or_cfg`` (a dict, or an object whose ``pretrained_cfg``
+    bicubic, crop_pct 0.875, crop_mode ``"center"``); ``model_or_cfg`` (a dict, or an object whose ``pretrained_cfg``
     attribute, or the object itself, has these keys / attributes); non-None ``overrides``.
     ``mean`` / ``std`` are adapted to the channel count by protozoo's one channel rule
     (:func:`protozoo.pretrained.channel_stats`: kept when they match, else their mean repeated).
@@ -47,7 +56,7 @@ def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str,
         **overrides: Values for any of the keys above.
 
     Returns:
-        Dict with the five keys.
+        Dict with the six keys (``crop_mode`` one of :data:`CROP_MODES`).
     """
     unknown = set(overrides) - set(DEFAULT_CONFIG)
     if unknown:
@@ -61,6 +70,11 @@ def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str,
         if value is not None:
             config[key] = value
     config["input_size"] = tuple(int(v) for v in config["input_size"])
+    if config["crop_mode"] not in CROP_MODES:
+        raise ValueError(f"crop_mode {config['crop_mode']!r} is not one of {CROP_MODES} (timm's crop modes; "
+                         "'border' is the letterbox that keeps a mammogram's whole field of view)")
+    if not 0 < float(config["crop_pct"]) <= 1:
+        raise ValueError(f"crop_pct must lie in (0, 1], got {config['crop_pct']!r}")
     channels = config["input_size"][0]
     for key in ("mean", "std"):
         config[key] = channel_stats(config[key], channels)
@@ -105,6 +119,7 @@ class ItemTransform:
         self.mean = torch.tensor(config["mean"]).view(-1, 1, 1)  # (C, 1, 1)
         self.std = torch.tensor(config["std"]).view(-1, 1, 1)  # (C, 1, 1)
         self.crop_pct = float(config["crop_pct"])
+        self.crop_mode = config["crop_mode"]
         self.train = train
         self.hflip = hflip
         self.crop_scale = crop_scale
@@ -114,7 +129,8 @@ class ItemTransform:
 
     def __repr__(self) -> str:
         return (
-            f"ItemTransform(size=({self.channels}, {self.height}, {self.width}), train={self.train}, "
+            f"ItemTransform(size=({self.channels}, {self.height}, {self.width}), crop_mode={self.crop_mode!r}, "
+            f"crop_pct={self.crop_pct}, train={self.train}, "
             f"hflip={self.hflip}, crop_scale={self.crop_scale}, affine={self.affine})"
         )
 
@@ -128,8 +144,11 @@ class ItemTransform:
             return {**(self(rest) if "image" in rest else rest), "views": views}
         item = dict(item)
         _, h, w = item["image"].shape
-        top, left, ch, cw = self._random_crop(h, w) if self.train and self.crop_scale else self._center_crop(h, w)
-        self._resized_crop(item, top, left, ch, cw)
+        box = self._random_crop(h, w) if self.train and self.crop_scale else self._eval_box(h, w)
+        if self.crop_mode == "border":
+            letterbox(item, box, (self.height, self.width), self.interpolation, crop_pct=self.crop_pct)
+        else:
+            self._resized_crop(item, *box)
         if self.train and self.hflip > 0 and self._uniform(0, 1) < self.hflip:
             self._flip(item)
         if self.train and self.affine is not None:
@@ -137,6 +156,15 @@ class ItemTransform:
         image = adapt_image_channels(item["image"].clamp(0, 1), self.channels)
         item["image"] = (image - self.mean) / self.std  # (C, H, W)
         return item
+
+    def _eval_box(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """Box of the input the eval geometry reads (``border``: all of it; the letterbox crops itself)."""
+        if self.crop_mode == "border":
+            return 0, 0, h, w
+        if self.crop_mode == "squash":
+            ch, cw = min(h, round(h * self.crop_pct)), min(w, round(w * self.crop_pct))
+            return (h - ch) // 2, (w - cw) // 2, ch, cw
+        return self._center_crop(h, w)
 
     def _center_crop(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Box of the input that timm's eval resize-then-centre-crop keeps."""
@@ -153,7 +181,7 @@ class ItemTransform:
             cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
             if 0 < cw <= w and 0 < ch <= h:
                 return round(self._uniform(0, h - ch)), round(self._uniform(0, w - cw)), ch, cw
-        return self._center_crop(h, w)
+        return self._eval_box(h, w)
 
     def _resized_crop(self, item: Item, top: int, left: int, ch: int, cw: int) -> None:
         resized_crop(item, (top, left, ch, cw), (self.height, self.width), self.interpolation)
@@ -233,15 +261,49 @@ def resized_crop(item: Item, box: tuple[int, int, int, int], size: tuple[int, in
         set_parts(item, (item["parts"].float() - offset + 0.5) * scale - 0.5, size)
 
 
-def resize_item(item: Item, size: tuple[int, int], interpolation: str = DEFAULT_CONFIG["interpolation"]) -> Item:
+def letterbox(item: Item, box: tuple[int, int, int, int], size: tuple[int, int],
+              interpolation: InterpolationMode, *, crop_pct: float = 1.0) -> None:
+    """Fits ``box`` (top, left, height, width) of the item into ``size`` (H, W) keeping its aspect, in place.
+
+    timm's ``crop_mode="border"`` (``ResizeKeepRatio(size / crop_pct, longest=1)`` then
+    ``CenterCropOrPad(size)``), done on the image, its masks and its keypoints alike: the box's
+    longer side becomes ``size / crop_pct``, the shorter one follows, and the result is padded
+    with zeros (black: a mammogram's or fundus photograph's background; masks: nothing there)
+    and centre-cropped to ``size``. With ``crop_pct=1`` every pixel row and column of the box
+    is in the output.
+    """
+    from timm.data.transforms import center_crop_or_pad
+
+    _, _, ch, cw = box
+    height, width = size
+    scale_h, scale_w = math.floor(height / crop_pct), math.floor(width / crop_pct)
+    ratio = max(ch / scale_h, cw / scale_w)
+    fitted = max(1, round(ch / ratio)), max(1, round(cw / ratio))  # (h, w) aspect kept
+    resized_crop(item, box, fitted, interpolation)
+    item["image"] = center_crop_or_pad(item["image"], [height, width], fill=0)  # (C, H, W)
+    for key in MASK_KEYS:
+        if key in item:
+            mask = item[key]
+            item[key] = center_crop_or_pad(mask.float(), [height, width], fill=0).to(mask.dtype)  # (L, H, W)
+    if "parts" in item:
+        # The offset center_crop_or_pad applies: pad (target - n) // 2 before, or crop round((n - target) / 2).
+        shift = [(t - n) // 2 if n < t else -int(round((n - t) / 2.0)) for n, t in zip(fitted[::-1], (width, height))]
+        set_parts(item, item["parts"].float() + torch.tensor(shift, dtype=torch.float32), size)
+
+
+def resize_item(item: Item, size: tuple[int, int], interpolation: str = DEFAULT_CONFIG["interpolation"], *,
+                keep_aspect: bool = False) -> Item:
     """A copy of the item with its whole image resized to ``size`` (H, W), mask and parts following.
 
-    The aspect ratio is not kept (as ProtoPNet resizes CUB crops to 224 x 224); what a model
-    then sees is decided by the transform.
+    By default the aspect ratio is not kept (as ProtoPNet resizes CUB crops to 224 x 224); with
+    ``keep_aspect`` the image is letterboxed (:func:`letterbox`, whole image, black padding),
+    as a dataset of mammograms or fundus photographs does. What a model then sees is decided
+    by the transform.
     """
     item = dict(item)
     _, h, w = item["image"].shape
-    resized_crop(item, (0, 0, h, w), size, InterpolationMode(interpolation))
+    fit = letterbox if keep_aspect else resized_crop
+    fit(item, (0, 0, h, w), size, InterpolationMode(interpolation))
     return item
 
 
@@ -257,9 +319,13 @@ def build_transforms(
 ) -> ItemTransform:
     """Builds the item transform: geometry, channel adaptation, normalisation.
 
-    Eval: timm's resize-then-centre-crop (the shorter side scaled so the target is a
-    ``crop_pct`` crop), done as one resized crop. Train: a random resized crop (area fraction
-    ``crop_scale``, aspect ``crop_ratio``; ``crop_scale=None`` uses the eval crop), a horizontal
+    Eval: the config's ``crop_mode`` with timm's meaning (:data:`CROP_MODES`): ``"center"``,
+    timm's resize-then-centre-crop (the shorter side scaled so the target is a ``crop_pct``
+    crop), done as one resized crop; ``"squash"``, the central ``crop_pct`` of each side resized;
+    ``"border"``, the letterbox (:func:`letterbox`: aspect kept, black padding; with
+    ``crop_pct=1`` the whole image). Train: a random box (area fraction ``crop_scale``, aspect
+    ``crop_ratio``; ``crop_scale=None`` uses the eval geometry) resized (letterboxed with
+    ``"border"``), a horizontal
     flip with probability ``hflip``, and a random affine (``affine``; None disables). Then
     channels adapted to ``input_size`` by the one channel rule (gray replicated, RGB averaged:
     :func:`protozoo.pretrained.adapt_image_channels`, as ``mean`` / ``std`` are), and

@@ -64,6 +64,9 @@ class VinDrMammo(ItemDataset):
         masks: Build box masks from ``finding_annotations.csv``.
     """
 
+    #: The letterbox: a mammogram's or fundus photograph's whole field of view (``ItemDataset.crop_mode``).
+    crop_mode = "border"
+
     def __init__(
         self,
         root: str | Path,

@@ -67,7 +67,10 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
                                       **family.resolved("dataset_arguments")(probe), **model_overrides)
     _check_items(family, first, data_spec)
     side = image_size or model.pretrained_cfg.input_size[-1]
-    data_config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
+    # Mammograms and fundus photographs keep their whole field of view (the letterbox), in
+    # training, push, evaluation and explanation alike (recorded below); other data the model's own fit.
+    fit = {"crop_mode": "border", "crop_pct": 1.0} if getattr(probe, "crop_mode", "center") == "border" else {}
+    data_config = resolve_data_config(model, input_size=(model.config.in_chans, side, side), **fit)
     # ProtoPNet's augmentation: flips and small affine changes, no random crops, which could cut
     # away the very parts the prototypes should learn.
     train_tf = build_transforms(data_config, train=True, crop_scale=None)
@@ -78,6 +81,7 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     val = _eval_split(data_spec, eval_tf, options)
     model.pretrained_cfg = model.pretrained_cfg.replace(
         input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
+        crop_mode=data_config["crop_mode"], crop_pct=data_config["crop_pct"],
         label_names=tuple(classes), description=f"fine-tuned on {data_spec}",
         # What the training images were, so that push sources can be found again (protozoo explain --sources).
         extra=model.pretrained_cfg.extra | {"train_data": {"spec": data_spec, "options": train_options}},

@@ -95,6 +95,9 @@ class SyntheticFundus(SyntheticDataset):
         drusen_threshold: Macular drusen count from which an eye is AMD.
     """
 
+    #: The letterbox: a mammogram's or fundus photograph's whole field of view (``ItemDataset.crop_mode``).
+    crop_mode = "border"
+
     name = "synthetic-fundus"
     lesion_names = FUNDUS_LESIONS
 

@@ -144,6 +144,9 @@ class SyntheticMammo(SyntheticDataset):
         num_distractors: Dense-tissue islands and benign calcifications per view.
     """
 
+    #: The letterbox: a mammogram's or fundus photograph's whole field of view (``ItemDataset.crop_mode``).
+    crop_mode = "border"
+
     name = "synthetic-mammo"
 
     def __init__(
