@@ -56,7 +56,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Readers (and a run killed mid-write) see the old file or the new one, never half of one. The
     temporary file is hidden (``.name.<random>.tmp<suffix>``, same folder, so the rename stays on
     one file system; same suffix, so writers that read the format from it still can) and removed
-    when the write fails.
+    when the write fails. The new file gets the mode a plain ``open(path, "w")`` would give it,
+    ``0o666`` less the user's umask (some writers, safetensors among them, create their file
+    ``0o600``: colleagues could not read the weights beside a readable ``config.json``).
 
     Example::
 
@@ -67,6 +69,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as err:
         if err.errno == errno.ENOSPC:  # name the file we were writing, not the hidden temporary one
@@ -78,6 +81,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where it can be, else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(text: str, path: str | os.PathLike, *, encoding: str = "utf-8") -> None:
