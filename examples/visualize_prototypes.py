@@ -1,10 +1,16 @@
 """Show every prototype of a model as the training patch it was pushed from, and write a report.
 
+    python examples/visualize_prototypes.py --model DIR --out out/   # the data it was trained on
     python examples/visualize_prototypes.py --model DIR --data synthetic-mammo --out out/
     python examples/visualize_prototypes.py --smoke --out /tmp/smoke   # tiny model, seconds
 
-A model that has not been pushed yet is pushed on ``--data`` first (its prototypes replaced by
-their nearest training patches). Writes ``gallery.png`` (one row per class) and ``report.html``.
+The source images are the model's own training images: ``--data`` defaults to the dataset its
+config records (``pretrained_cfg.extra["train_data"]``), read with the options it was trained with
+(a synthetic image is a function of its id *and* the generator's options) and its eval geometry.
+A pushed model shown over another dataset would draw its provenance boxes over other images, so
+that is refused. A model that has not been pushed yet is pushed on ``--data`` first (its
+prototypes replaced by their nearest training patches). Writes ``gallery.png`` (one row per
+class) and ``report.html``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
 from protozoo.explanation import explain
+from protozoo.family import family_of
 from protozoo.push import push_prototypes
+from protozoo.train.session import training_options
 from protozoo.viz import render_gallery, render_report
 
 
@@ -54,6 +62,38 @@ def smoke_model(size: int = 96, steps: int = 8) -> tuple[Any, Any]:
     return model.eval(), data
 
 
+def training_data(model: Any, spec: str | None, split: str, *, name: str) -> Any:
+    """The model's source images: ``spec`` (default: its recorded training data) with the recorded
+    options and the model's eval geometry; ``spec.spec`` says which dataset it is.
+
+    Raises:
+        SystemExit: When a pushed model's recorded training data is another dataset (or split):
+            its provenance rows name images of that one.
+    """
+    recorded = model.pretrained_cfg.extra.get("train_data") or {}
+    spec = spec or recorded.get("spec") or "synthetic-mammo"
+    if model.provenance is not None and recorded.get("spec") and (spec != recorded["spec"] or split != "train"):
+        raise SystemExit(f"{name} was pushed on {recorded['spec']!r} (train split): its prototypes' sources are "
+                         f"images of that dataset, not of {spec!r} ({split}); drop --data / --split, or pass "
+                         f"--data {recorded['spec']}")
+    options = training_options(model, spec)
+    data = load_dataset(spec, split, transform=build_transforms(resolve_data_config(model), train=False), **options)
+    data.spec = spec
+    if model.provenance is not None and not recorded:
+        print(f"warning: {name} does not record its training data; the sources shown are those of {spec!r} read "
+              "with default options, which may not be the images it was pushed on")
+    return data
+
+
+def model_input(model: Any, item: dict[str, Any]) -> Any:
+    """What ``explain`` takes for one item: its image, or its views' images in the family's order (CC, MLO)."""
+    family = family_of(model)
+    if len(family.input_names) == 1:
+        return item["image"]
+    views = family.image_views(item)
+    return tuple(views[name]["image"] for name in family.input_names)
+
+
 def _cycle(loader: DataLoader):
     while True:
         yield from loader
@@ -62,7 +102,8 @@ def _cycle(loader: DataLoader):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or saved folder")
-    parser.add_argument("--data", default="synthetic-mammo", help="load_dataset spec the model is pushed on")
+    parser.add_argument("--data", help="load_dataset spec of the source images (default: the model's recorded "
+                        "training data, else synthetic-mammo)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--zoom", action="store_true", help="crops around the prototypes instead of whole images")
@@ -72,15 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         model, data = smoke_model()
     elif args.model:
         model = protozoo.load(args.model)
-        data = load_dataset(args.data, args.split, transform=build_transforms(resolve_data_config(model), train=False))
+        data = training_data(model, args.data, args.split, name=args.model)
         if model.provenance is None:
-            print(f"{args.model} has no push provenance: pushing it on {args.data} ({args.split})")
+            print(f"{args.model} has no push provenance: pushing it on {data.spec} ({args.split})")
             push_prototypes(model, DataLoader(data, batch_size=32, collate_fn=collate_items), progress=True)
     else:
         parser.error("give --model (or --smoke)")
     args.out.mkdir(parents=True, exist_ok=True)
     gallery = render_gallery(model, data, path=args.out / "gallery.png", zoom=args.zoom)
-    samples = [explain(model, data[i]["image"], top_k=3) for i in range(2)]
+    samples = [explain(model, model_input(model, data[i]), top_k=3) for i in range(2)]
     report = render_report(
         args.out / "report.html", model=model, metrics={"prototypes": model.num_prototypes},
         gallery_png=gallery, explanations=samples, sources=data,
