@@ -23,3 +23,25 @@ def at_least(least: int):
 
 positive_int = at_least(1)
 nonnegative_int = at_least(0)
+
+
+def add_data_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> None:
+    """The repeatable ``--data-option KEY=VALUE`` flag (``args.data_option``), as ``protozoo train`` takes it."""
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)" + help_suffix)
+
+
+def parse_data_options(pairs: list[str]) -> dict[str, object]:
+    """``["num_classes=3", "crop_to_bbox=true"]`` -> ``{"num_classes": 3, "crop_to_bbox": True}`` (JSON values)."""
+    import json
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option {pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a plain string
+    return options

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from protozoo.cli._args import positive_int
+from protozoo.cli._args import add_data_option, parse_data_options, positive_int
 
 METRICS = ("accuracy", "consistency", "stability", "localization", "posthoc", "prototypes")
 LOCALIZATION_COLUMNS = ("pointing_game", "activation_precision", "iou", "dice")
@@ -25,6 +25,7 @@ def add_parser(subparsers, name: str) -> None:
     )
     parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: number of samples")
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the model's)")
+    add_data_option(parser, "; on top of the options the model was trained with on the same spec (its config records them)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stability noise")
@@ -42,13 +43,21 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def build_data(model, spec: str, split: str, *, image_size: int | None, num_samples: int | None):
-    """The dataset of ``spec`` with the model's eval transform (synthetic: generated at the input size)."""
+def build_data(model, spec: str, split: str, *, image_size: int | None, num_samples: int | None,
+               data_options: dict[str, Any] | None = None):
+    """The dataset of ``spec`` with the model's eval transform (synthetic: generated at the input size).
+
+    The dataset options the model was trained with on ``spec`` (``pretrained_cfg.extra["train_data"]``,
+    :func:`protozoo.train.session.training_options`; not the training set's size) apply first, so a
+    model trained with ``--data-option`` is scored on its own kind of data; ``data_options`` go on top.
+    """
     from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
+    from protozoo.train.session import training_options
 
     side = image_size or model.pretrained_cfg.input_size[-1]
     config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
-    options: dict[str, Any] = {"transform": build_transforms(config, train=False)}
+    recorded = {k: v for k, v in training_options(model, spec).items() if k not in ("num_samples", "image_size")}
+    options: dict[str, Any] = recorded | dict(data_options or {}) | {"transform": build_transforms(config, train=False)}
     if parse_spec(spec)[0].startswith("synthetic-"):
         options["image_size"] = side
         if num_samples:
@@ -134,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     model = protozoo.load(args.model).eval()
     if args.device:
         model.to(args.device)
-    dataset = build_data(model, args.data, args.split, image_size=args.image_size, num_samples=args.num_samples)
+    dataset = build_data(model, args.data, args.split, image_size=args.image_size, num_samples=args.num_samples,
+                         data_options=parse_data_options(args.data_option))
     methods = tuple(name.strip() for name in args.posthoc_methods.split(",") if name.strip())
     report = evaluate(model, dataset, metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,
                       posthoc_methods=methods)

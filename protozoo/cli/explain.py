@@ -10,12 +10,11 @@ import argparse
 from pathlib import Path
 
 from protozoo.builder import load
+from protozoo.cli._args import add_data_option, parse_data_options
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explanation import explain
 from protozoo.family import family_of
 from protozoo.train.session import training_options
-from protozoo.viz.gallery import render_gallery
-from protozoo.viz.report import render_report
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -31,14 +30,19 @@ def add_parser(subparsers, name: str) -> None:
         "the options the model was trained with (recorded in its config) are applied to the same spec",
     )
     parser.add_argument("--sources-split", default="train", help="split of --sources (default train)")
+    add_data_option(parser, "; options of --sources, on top of those the model was trained with")
 
 
 def run(args: argparse.Namespace) -> int:
+    from protozoo.viz.gallery import render_gallery  # matplotlib (the viz extra) only when pictures are drawn
+    from protozoo.viz.report import render_report
+
     model = load(args.model)
     transform = build_transforms(resolve_data_config(model), train=False)
     sources = None
     if args.sources:
-        sources = load_dataset(args.sources, args.sources_split, transform=transform, **training_options(model, args.sources))
+        options = training_options(model, args.sources) | parse_data_options(args.data_option)
+        sources = load_dataset(args.sources, args.sources_split, transform=transform, **options)
     family = family_of(model)
     names = family.input_names
     if len(args.images) % len(names):
