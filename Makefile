@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.protozoo-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv test test-slow demo bench clean
+.PHONY: venv test test-slow lint demo bench clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# ruff's config is in pyproject.toml (lint rules, line length 120, format).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 demo: $(STAMP)
 	$(VENV)/bin/protozoo demo $(DEMO_ARGS)
 
@@ -27,4 +32,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_head_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -23,8 +23,8 @@ import torch
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
-from protozoo.family import family_of
 from protozoo.evaluate import classification, consistency, lesion_aurocs, localization, stability
+from protozoo.family import family_of
 from protozoo.hub import weights_root
 from protozoo.serialization import write_json, write_state_dict, write_text
 from protozoo.train import Recipe, fit

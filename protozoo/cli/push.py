@@ -71,9 +71,10 @@ def push_dataset(model, spec: str, split: str, *, image_size: int | None, num_sa
 
 
 def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
     import protozoo
     from protozoo.data.collate import collate_items
-    from torch.utils.data import DataLoader
 
     model_dir = Path(args.model) if Path(args.model).is_dir() else None
     out = args.out or model_dir

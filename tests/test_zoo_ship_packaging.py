@@ -1,0 +1,65 @@
+"""Packaging: a light core (extras imported only when used), one version, a ruff config the tree is checked with."""
+
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import protozoo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+EXTRAS = {"viz": "matplotlib", "dicom": "pydicom", "posthoc": "pytorch_grad_cam", "attribution": "captum",
+          "tensorboard": "tensorboard"}
+
+
+def test_core_imports_no_optional_dependency():
+    code = ("import sys, protozoo, protozoo.cli, protozoo.data, protozoo.evaluate, protozoo.train, protozoo.explanation\n"
+            f"mods = {sorted(EXTRAS.values())!r}\n"
+            "loaded = [m for m in mods if getattr(sys.modules.get(m), '__file__', None) or "
+            "any(k.startswith(m + '.') for k in sys.modules)]\n"
+            "print(','.join(loaded))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "", f"imported at `import protozoo`: {run.stdout}"
+
+
+def test_extras_and_core_dependencies():
+    project = pyproject()["project"]
+    core = " ".join(project["dependencies"])
+    extras = project["optional-dependencies"]
+    for extra in EXTRAS:
+        assert extra in extras and extras[extra], extra
+    assert not any(name in core for name in ("matplotlib", "pydicom", "grad-cam", "captum", "tensorboard"))
+    assert set(EXTRAS) <= set(extras["all"][0].split("[")[1].rstrip("]").split(","))
+    assert any(req.startswith("ruff") for req in extras["dev"]) and any(req.startswith("pytest") for req in extras["dev"])
+
+
+def test_one_version():
+    project = pyproject()
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "protozoo.__version__"}
+    try:
+        installed = metadata.version("protozoo")
+    except metadata.PackageNotFoundError:
+        pytest.skip("protozoo is not installed")
+    assert installed == protozoo.__version__
+    assert (REPO / "protozoo" / "py.typed").is_file()
+    assert f"## [{protozoo.__version__}]" in (REPO / "CHANGELOG.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+                    reason="ruff is not installed (pip install -e '.[dev]')")
+def test_the_tree_passes_ruff_check():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    run = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert run.returncode == 0, run.stdout[-4000:]
