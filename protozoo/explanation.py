@@ -34,6 +34,8 @@ from torch import Tensor
 from protozoo.boxes import HIGH_ACTIVATION_PERCENTILE, high_activation_box
 from protozoo.data.transforms import resolve_data_config
 from protozoo.family import family_of, output_class_names
+from protozoo.intended_use import intended_use
+from protozoo.ood import OODNote, assess, capture_latents
 from protozoo.outputs import BRAIxOutput, LesionOutput, MultiViewOutput, ProtoOutput
 from protozoo.resample import upsample_bicubic
 
@@ -43,6 +45,7 @@ __all__ = [
     "CooccurrenceEvidence",
     "Explanation",
     "LesionEvidence",
+    "OODNote",
     "PrototypeEvidence",
     "ViewEvidence",
     "explain",
@@ -143,6 +146,8 @@ class LesionEvidence:
             scaled together with the image's other lesion maps).
         prototypes: The top prototypes by contribution ``similarity * W[l, p]`` to the lesion's
             logit, largest first.
+        logit: The lesion's logit, ``sum_p similarity_p * W[l, p] + lesion_bias``.
+        lesion_bias: Its bias (the lesion prior's logit, learnt).
     """
 
     index: int
@@ -153,6 +158,8 @@ class LesionEvidence:
     contribution: float
     lesion_map: Tensor
     prototypes: list[PrototypeEvidence]
+    logit: float = 0.0
+    lesion_bias: float = 0.0
 
 
 @dataclass
@@ -185,6 +192,16 @@ class Explanation:
         cooccurrence: Multi-view: the top-k co-occurrence evidence (empty without both views).
         lesions: Lesion head: every lesion type, in the model's order.
         lesion_maps: Lesion head: (L, H, W) ``model.lesion_maps`` of the image.
+        class_names: (K,) every class's name, in logit order.
+        class_logits: (K,) every class's logit (the ensemble's log-probabilities for BRAIxProtoPNet++).
+        diagnosis_weight: Lesion head: (K, L) the diagnosis weights the head applies (non-negative;
+            the healthy class's row 0), read from ``model.head.diagnosis.weight``.
+        diagnosis_bias: Lesion head: (K,) the diagnosis biases.
+        healthy_class: Lesion head: the class that takes no lesion evidence (None: every class may).
+        true_class: The item's true class when the caller gave it (``explain(..., label=...)``), else None.
+        true_name: Its name.
+        intended_use: The model's intended-use line (:func:`protozoo.intended_use.intended_use`), or None.
+        ood: Where the input stands against the training data (:mod:`protozoo.ood`).
     """
 
     predicted: int
@@ -208,6 +225,15 @@ class Explanation:
     cooccurrence: list[CooccurrenceEvidence] | None = None
     lesions: list[LesionEvidence] | None = None
     lesion_maps: Tensor | None = None
+    class_logits: Tensor | None = None
+    class_names: list[str] | None = None
+    diagnosis_weight: Tensor | None = None
+    diagnosis_bias: Tensor | None = None
+    healthy_class: int | None = None
+    true_class: int | None = None
+    true_name: str | None = None
+    intended_use: str | None = None
+    ood: OODNote | None = None
 
     @property
     def probability(self) -> float:
@@ -220,7 +246,7 @@ Inputs = Tensor | tuple[Tensor | None, ...]  # one image batch, or one batch per
 
 def explain(
     model: Any, image: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
-    class_idx: int | None = None,
+    class_idx: int | None = None, label: int | None = None,
 ) -> Explanation:
     """Explain one image: predicted class, probabilities and the top-k prototypes' evidence.
 
@@ -230,6 +256,7 @@ def explain(
             model, the breast's views: ``(cc, mlo)`` or ``{"cc": cc, "mlo": mlo}``, either None.
         top_k: How many prototypes to report (at most all of them).
         class_idx: Explain this class's logit instead of the predicted one's.
+        label: The image's true class, if known: pictures and reports print it beside the prediction.
 
     Returns:
         An :class:`Explanation`.
@@ -241,12 +268,13 @@ def explain(
         if x is not None and x.ndim == 4 and x.shape[0] != 1:
             raise ValueError(f"explain takes one image (C, H, W), got a batch {tuple(x.shape)}; use explain_batch")
     batched = tuple(None if x is None else x if x.ndim == 4 else x[None] for x in views)
-    return explain_batch(model, batched[0] if isinstance(image, Tensor) else batched, top_k, class_idx=class_idx)[0]
+    return explain_batch(model, batched[0] if isinstance(image, Tensor) else batched, top_k, class_idx=class_idx,
+                         labels=None if label is None else [label])[0]
 
 
 def explain_batch(
     model: Any, images: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
-    class_idx: int | Sequence[int | None] | None = None,
+    class_idx: int | Sequence[int | None] | None = None, labels: Sequence[int | None] | None = None,
 ) -> list[Explanation]:
     """Explain a batch with one forward pass (see :func:`explain`).
 
@@ -256,6 +284,7 @@ def explain_batch(
             ``{"cc": cc, "mlo": mlo}`` batches, either None.
         top_k: How many prototypes to report per image.
         class_idx: One class for all images, one per image (None entries: the predicted class), or None.
+        labels: The images' true classes (None entries: unknown), or None.
 
     Returns:
         One :class:`Explanation` per image (breast).
@@ -267,20 +296,33 @@ def explain_batch(
         raise ValueError(f"got {len(requested)} class indices for {count} images")
     for c in requested:
         _check_class(model, c)
+    truth = [None] * count if labels is None else list(labels)
+    if len(truth) != count:
+        raise ValueError(f"got {len(truth)} labels for {count} images")
+    for t in truth:
+        _check_class(model, t, "label")
+    truth = [None if t is None else int(t) for t in truth]
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise ValueError(f"top_k must be a positive whole number of prototypes to show, got {top_k!r}")
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            output = model(*inputs)
             family = family_of(model)
+            with capture_latents(model) as latents:  # the OOD statistic from this one forward pass
+                output = model(*inputs)
+            notes = assess(model, latents, count)
             explanations = family.resolved("explainer")(
                 model, output, inputs[0] if len(family.input_names) == 1 else inputs, top_k, requested)
     finally:
         model.train(was_training)
-    for explanation in explanations:
+    names, use = output_class_names(model), intended_use(model)
+    for b, explanation in enumerate(explanations):
         explanation.family, explanation.prototype_kind = family.name, family.prototype_kind
+        explanation.class_logits, explanation.class_names = output.logits[b].detach().float().cpu(), list(names)
+        explanation.intended_use, explanation.ood = use, notes[b]
+        if truth[b] is not None:
+            explanation.true_class, explanation.true_name = truth[b], names[truth[b]]
     return explanations
 
 
@@ -316,14 +358,18 @@ def _as_tensor(x: Any) -> Tensor | None:
     raise ValueError(f"explain takes a (C, H, W) float tensor normalised as the model expects, got a {what}; {HOW_TO_READ}")
 
 
-def _check_class(model: Any, c: Any) -> None:
-    """A requested class must be a class index of the model (no negative or fractional index, no bool)."""
+def _check_class(model: Any, c: Any, what: str = "class_idx") -> None:
+    """A requested class (or a true label) must be a class index of the model (no negative or
+    fractional index, no bool)."""
     if c is None:
         return
+    if isinstance(c, Tensor) and c.numel() == 1 and not c.is_floating_point():
+        c = int(c)
     if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < model.num_classes:
         names = output_class_names(model)
-        raise ValueError(f"class_idx must be a class index 0..{model.num_classes - 1} ({', '.join(names)}) or None "
-                         f"for the predicted class, got {c!r}")
+        meaning = "for the predicted class" if what == "class_idx" else "when unknown"
+        raise ValueError(f"{what} must be a class index 0..{model.num_classes - 1} ({', '.join(names)}) or None "
+                         f"{meaning}, got {c!r}")
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -497,6 +543,7 @@ def explain_lesion(
     lesion_weight = model.last_layer.weight.detach()  # (L, P)
     diagnosis_weight = model.head.diagnosis.weight.detach()  # (K, L), non-negative
     diagnosis_bias = model.head.diagnosis.bias.detach()  # (K,)
+    lesion_bias = model.head.lesion_bias.detach()  # (L,)
     own = [(model.prototype_class == l).nonzero().flatten() for l in range(len(lesion_names))]  # L x (M,)
     lesion_probabilities = output.lesion_logits.sigmoid()  # (B, L)
     lesion_maps = model.lesion_maps(images).cpu()  # (B, L, H, W)
@@ -517,6 +564,8 @@ def explain_lesion(
                 lesion_map=lesion_maps[b, l],
                 prototypes=_top_evidence(model, output.similarities[b], output.distance_maps[b], lesion_weight[l],
                                          top_k, size, lesion_names, among=own[l]),
+                logit=float(output.lesion_logits[b, l]),
+                lesion_bias=float(lesion_bias[l]),
             )
             for l, name in enumerate(lesion_names)
         ]
@@ -538,6 +587,9 @@ def explain_lesion(
                 bias=float(diagnosis_bias[c]),
                 lesions=lesions,
                 lesion_maps=lesion_maps[b],
+                diagnosis_weight=diagnosis_weight.cpu(),
+                diagnosis_bias=diagnosis_bias.cpu(),
+                healthy_class=getattr(model.head, "healthy_class", None),
             )
         )
     return explanations

@@ -36,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from protozoo.evaluate import classification, localization, posthoc_localization
-    from protozoo.explanation import explain
     from protozoo.train import Recipe, fit
     from protozoo.train.session import prepare_run
-    from protozoo.viz import render_gallery, render_panel, render_report
 
     train_n, test_n, size, epochs, last = PRESETS[args.preset]
     train_n = args.num_samples or train_n
@@ -89,18 +87,7 @@ def run(args: argparse.Namespace) -> int:
     }
 
     print("rendering the gallery and explanations ...")
-    gallery = args.out / "gallery.png"
-    render_gallery(model, run_.push, path=gallery)
-    explanations = []
-    for index in _one_per_class(test):
-        item = test[index]
-        with torch.no_grad():
-            e = explain(model, item["image"])
-        path = args.out / f"explained_{item['id'].replace('/', '_')}.png"
-        render_panel(e, run_.push, path=path)
-        explanations.append(path)
-    report = render_report(args.out / "report.html", model=model, metrics=metrics, gallery_png=gallery,
-                           explanations=explanations, title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms")
+    report = write_report(args.out, model, test, metrics, run_.push)
 
     width = max(len(k) for k in metrics)
     print("\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in metrics.items()))
@@ -108,12 +95,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_per_class(dataset, limit: int = 3) -> list[int]:
-    """Indices of the first test item of each class (malignant first), for the report."""
-    chosen: dict[int, int] = {}
+def write_report(out: Path, model, test, metrics: dict, push_data, *, per_class: int = 2) -> Path:
+    """The demo's report: gallery, metrics beside the test set (n, per-class counts, chance levels)
+    and explained test images with their true labels and out-of-distribution notes.
+
+    The out-of-distribution statistics (:func:`protozoo.ood.calibrate`) are measured on the push
+    data and saved with the model (``out/model``), so ``protozoo explain --model out/model`` reads them.
+    """
+    from protozoo.explanation import explain
+    from protozoo.ood import calibrate
+    from protozoo.viz import render_gallery, render_panel, render_report
+
+    calibrate(model, push_data, description="the demo's push data (synthetic-mammo train)")
+    if (out / "model").is_dir():
+        model.save_pretrained(out / "model")
+    gallery = out / "gallery.png"
+    render_gallery(model, push_data, path=gallery)
+    explanations = []
+    for index in _one_per_class(test, per_class):
+        item = test[index]
+        e = explain(model, item["image"], label=int(item["label"]))
+        e.extra["image_id"] = item["id"]
+        path = out / f"explained_{item['id'].replace('/', '_')}.png"
+        render_panel(e, push_data, path=path)
+        explanations.append((e, path))
+    labels = [int(test[i]["label"]) for i in range(len(test))]
+    return render_report(out / "report.html", model=model, metrics=metrics, gallery_png=gallery, explanations=explanations,
+                         test_labels=labels, title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms")
+
+
+def _one_per_class(dataset, per_class: int = 1) -> list[int]:
+    """Indices of the first ``per_class`` test items of each class (malignant first), for the report:
+    right and wrong predictions alike, each beside its true label."""
+    chosen: dict[int, list[int]] = {}
     for index in range(len(dataset)):
-        label = int(dataset[index]["label"])
-        chosen.setdefault(label, index)
-        if len(chosen) == dataset.num_classes:
+        members = chosen.setdefault(int(dataset[index]["label"]), [])
+        if len(members) < per_class:
+            members.append(index)
+        if len(chosen) == dataset.num_classes and all(len(m) == per_class for m in chosen.values()):
             break
-    return [chosen[c] for c in sorted(chosen, reverse=True)][:limit]
+    return [i for c in sorted(chosen, reverse=True) for i in chosen[c]]

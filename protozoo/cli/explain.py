@@ -14,6 +14,7 @@ from protozoo.cli._args import add_data_option, parse_data_options
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explanation import explain
 from protozoo.family import family_of
+from protozoo.ood import OOD_KEY, calibrate
 from protozoo.train.session import training_options
 
 
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.sources:
         options = training_options(model, args.sources) | parse_data_options(args.data_option)
         sources = load_dataset(args.sources, args.sources_split, transform=transform, **options)
+        if not model.pretrained_cfg.extra.get(OOD_KEY):  # the OOD note needs the training data's statistics
+            stats = calibrate(model, sources, description=f"--sources {args.sources} ({args.sources_split} split)")
+            print(f"out-of-distribution statistics measured now on {stats['images']} items of --sources {args.sources}")
     family = family_of(model)
     names = family.input_names
     if len(args.images) % len(names):
@@ -61,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
         stems.add(stem)
         panel = args.out / f"{stem}_explanation.png"
         panel_of(explanation, sources, path=panel)
-        panels.append(panel)
+        explanation.extra["image_id"] = " + ".join(str(path) for path in files)
+        panels.append((explanation, panel))
         predicted.add(explanation.predicted)
-        print(f"{panel}  {explanation.predicted_name} ({explanation.probability:.2f})")
+        flag = "  OUT OF DISTRIBUTION" if explanation.ood is not None and explanation.ood.flagged else ""
+        print(f"{panel}  {explanation.predicted_name} ({explanation.probability:.2f}){flag}")
     gallery = None
     if model.provenance is not None:
         gallery = args.out / "gallery.png"

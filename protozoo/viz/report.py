@@ -1,4 +1,8 @@
-"""One self-contained HTML report: model summary, metrics, prototype gallery, sample explanations.
+"""One self-contained HTML report: model summary, metrics, test set, prototype gallery, sample explanations.
+
+A zoo model's report opens with its intended use (:func:`protozoo.intended_use.intended_use`); the
+metrics are set beside the test set's size, per-class counts and chance levels; every sample
+explanation gives its prediction beside its true label and its out-of-distribution note.
 
 Every image is embedded as a base64 ``data:image/png`` URI and the styling is inline, so the file
 opens offline, can be mailed or archived as is, and never loads anything from elsewhere.
@@ -17,8 +21,9 @@ from matplotlib.figure import Figure
 
 from protozoo.explanation import Explanation
 from protozoo.family import family_of, list_families, output_class_names
+from protozoo.intended_use import intended_use
 
-__all__ = ["png_data_uri", "render_report"]
+__all__ = ["png_data_uri", "render_report", "test_set_rows"]
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -28,6 +33,8 @@ th { background: #eee; }
 img { max-width: 100%; border: 1px solid #ccc; }
 figure { margin: 1.5em 0; }
 figcaption { font-size: 0.95em; color: #444; }
+.banner { background: #b03a2e; color: white; font-weight: bold; padding: 0.6em 1em; }
+.wrong, .ood { color: #b03a2e; font-weight: bold; }
 """
 
 ImageLike = str | Path | bytes | Figure
@@ -52,9 +59,10 @@ def render_report(
     model: Any,
     metrics: Mapping[str, Any],
     gallery_png: ImageLike | None,
-    explanations: Sequence[Explanation | ImageLike],
+    explanations: Sequence[Explanation | ImageLike | tuple[Explanation, ImageLike]],
     sources: Any = None,
     title: str = "protozoo model report",
+    test_labels: Sequence[int] | None = None,
 ) -> Path:
     """Write the HTML report.
 
@@ -65,11 +73,13 @@ def render_report(
         gallery_png: The prototype gallery (from :func:`protozoo.viz.gallery.render_gallery`) as a
             PNG file, PNG bytes or figure; None says the model has no gallery (not pushed).
         explanations: Sample explanations: :class:`~protozoo.explanation.Explanation` objects (drawn
-            with :func:`~protozoo.viz.panel.render_panel`, captioned with their top prototypes) or
-            already rendered panels (file, bytes or figure).
+            with their family's panel, captioned with their true label, top prototypes and OOD note),
+            already rendered panels (file, bytes or figure), or ``(explanation, its rendered panel)``.
         sources: Source images for the panels drawn here (see
             :func:`protozoo.viz.gallery.find_sources`).
         title: The page title.
+        test_labels: The true classes of the test set the metrics were measured on: its size,
+            per-class counts and chance levels are listed beside the metrics.
 
     Returns:
         ``path``.
@@ -80,12 +90,19 @@ def render_report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
+    ]
+    use = intended_use(model)
+    if use:
+        parts.append(f'<p class="banner">INTENDED USE: {esc(use)}</p>')
+    parts += [
         "<h2>Model</h2>",
         _table(_model_rows(model)),
         "<h2>Metrics</h2>",
         _table([(k, _format(v)) for k, v in metrics.items()]) if metrics else "<p>No metrics given.</p>",
-        "<h2>Prototypes</h2>",
     ]
+    if test_labels is not None:
+        parts += ["<h2>Test set</h2>", _table(test_set_rows(test_labels, output_class_names(model)))]
+    parts.append("<h2>Prototypes</h2>")
     if gallery_png is None:
         parts.append("<p>No gallery: the model has not been pushed, so its prototypes are not image patches.</p>")
     else:
@@ -95,10 +112,16 @@ def render_report(
             f'<img alt="prototype gallery" src="{png_data_uri(gallery_png)}">'
         )
     parts.append("<h2>Sample explanations</h2>")
+    drawn = [item[0] if isinstance(item, tuple) else item for item in explanations
+             if isinstance(item, Explanation) or isinstance(item, tuple)]
+    if drawn:
+        parts.append(_summary_table(drawn))
     for i, item in enumerate(explanations):
-        if isinstance(item, Explanation):
+        if isinstance(item, tuple):
+            uri, caption = png_data_uri(item[1]), _caption(item[0], i)
+        elif isinstance(item, Explanation):
             panel = list_families()[item.family].resolved("panel")  # the family's own panel
-            uri, caption = png_data_uri(panel(item, sources)), _caption(item)
+            uri, caption = png_data_uri(panel(item, sources)), _caption(item, i)
         else:
             uri, caption = png_data_uri(item), Path(item).name if isinstance(item, (str, Path)) else f"sample {i + 1}"
         parts.append(f'<figure><img alt="explanation {i + 1}" src="{uri}"><figcaption>{esc(caption)}</figcaption></figure>')
@@ -128,11 +151,58 @@ def _model_rows(model: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _caption(explanation: Explanation) -> str:
+def test_set_rows(labels: Sequence[int], names: Sequence[str]) -> list[tuple[str, str]]:
+    """The test set in rows: its size n, per-class counts and the chance levels of the metrics.
+
+    Chance levels: the accuracy of always answering the most frequent class, the balanced accuracy
+    of any constant (or random) answer (1 / classes), and an AUROC of 0.5.
+    """
+    labels = [int(label) for label in labels]
+    n = len(labels)
+    counts = [labels.count(k) for k in range(len(names))]
+    majority = max(range(len(names)), key=lambda k: counts[k])
+    return [
+        ("test images (n)", str(n)),
+        ("per class", ", ".join(f"{name} {count}" for name, count in zip(names, counts))),
+        ("chance accuracy (always the most frequent class)", f"{counts[majority] / max(n, 1):.3f} ({names[majority]})"),
+        ("chance balanced accuracy", f"{1 / len(names):.3f}"),
+        ("chance AUROC", "0.500"),
+    ]
+
+
+def _item_name(explanation: Explanation, i: int) -> str:
+    return str(explanation.extra.get("image_id", f"sample {i + 1}"))
+
+
+def _truth(explanation: Explanation) -> str:
+    if explanation.true_name is None:
+        return "not given"
+    return explanation.true_name + ("" if explanation.true_class == explanation.predicted else " (prediction WRONG)")
+
+
+def _summary_table(explanations: Sequence[Explanation]) -> str:
+    """One row per explained item: its id, true label, prediction, probability and OOD verdict."""
+    esc = html.escape
+    head = "<tr><th>item</th><th>true label</th><th>predicted</th><th>probability</th><th>out of distribution?</th></tr>"
+    rows = []
+    for i, e in enumerate(explanations):
+        wrong = e.true_class is not None and e.true_class != e.predicted
+        flagged = e.ood is not None and e.ood.flagged
+        verdict = "unknown (no statistics)" if e.ood is None or e.ood.flagged is None else ("YES" if flagged else "no")
+        rows.append(
+            f"<tr><td>{esc(_item_name(e, i))}</td><td>{esc(e.true_name or 'not given')}</td>"
+            f'<td{" class=wrong" if wrong else ""}>{esc(e.predicted_name)}</td><td>{e.probability:.2f}</td>'
+            f'<td{" class=ood" if flagged else ""}>{esc(verdict)}</td></tr>'
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _caption(explanation: Explanation, i: int = 0) -> str:
     top = "; ".join(f"prototype {ev.index} ({ev.class_name}) {ev.contribution:+.2f}" for ev in explanation.prototypes)
+    ood = f" {explanation.ood.text}." if explanation.ood is not None else ""
     return (
-        f"Predicted {explanation.predicted_name} (probability {explanation.probability:.2f}). "
-        f"Points for {explanation.class_name}: {top}."
+        f"{_item_name(explanation, i)}: predicted {explanation.predicted_name} (probability {explanation.probability:.2f}); "
+        f"true label: {_truth(explanation)}. Points for {explanation.class_name}: {top}.{ood}"
     )
 
 

@@ -17,6 +17,7 @@ import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.explanation import ViewEvidence, explain
 from protozoo.viz import render_lesion_maps, render_multiview_panel
+from protozoo.viz.lesions import evidence_class
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -125,11 +126,11 @@ def test_multiview_panel_draws_both_views_gray_with_boxes_at_the_peaks(mammo, tm
     e = explain(model, (item["views"]["cc"]["image"], item["views"]["mlo"]["image"]), top_k=2)
     path = tmp_path / "mv.png"
     fig = render_multiview_panel(e, path=path, dpi=60)
-    assert len(fig.axes) == 5 * len(e.prototypes)
+    assert len(fig.axes) == 6 * len(e.prototypes) + 1  # CC, CC match, MLO, MLO match, source, text; the colour bar
     png = _png(path)
     assert png.shape[:2] == (round(fig.get_figheight() * 60), round(fig.get_figwidth() * 60))
     for r, ev in enumerate(e.prototypes):
-        cc, cc_heat, mlo, mlo_heat, _ = fig.axes[5 * r: 5 * r + 5]
+        cc, cc_heat, mlo, mlo_heat, _, _ = fig.axes[6 * r: 6 * r + 6]
         for plain in (cc, mlo):  # windowed grayscale: R = G = B
             tile = _tile(png, plain)
             assert (tile[..., 0] == tile[..., 1]).all() and (tile[..., 1] == tile[..., 2]).all()
@@ -137,7 +138,7 @@ def test_multiview_panel_draws_both_views_gray_with_boxes_at_the_peaks(mammo, tm
             (box,) = [p for p in ax.patches if isinstance(p, Rectangle)]
             x0, y0, x1, y1 = ev.view_boxes[v]
             assert (box.get_x() + 0.5, box.get_y() + 0.5, box.get_width(), box.get_height()) == (x0, y0, x1 - x0, y1 - y0)
-    assert e.predicted_name in fig._suptitle.get_text()
+    assert any(e.predicted_name in t.get_text() and "Breast-level prediction" in t.get_text() for t in fig.texts)
 
 
 def test_lesion_picture_has_the_image_one_map_per_lesion_and_the_bars(fundus, tmp_path):
@@ -152,7 +153,10 @@ def test_lesion_picture_has_the_image_one_map_per_lesion_and_the_bars(fundus, tm
         assert ax.get_images()[0].get_array().shape == (SIZE, SIZE, 3)
     bars = fig.axes[-1]
     heights = sorted(p.get_width() for p in bars.patches)
-    assert heights == pytest.approx(sorted([lesion.contribution for lesion in e.lesions] + [e.bias]), abs=1e-6)
+    k = evidence_class(e)  # the explained class, or the disease class where the explained one takes no lesion evidence
+    points = [float(e.diagnosis_weight[k, lesion.index]) * lesion.probability for lesion in e.lesions]
+    assert heights == pytest.approx(sorted(points + [float(e.diagnosis_bias[k])]), abs=1e-6)
+    assert sum(points) + float(e.diagnosis_bias[k]) == pytest.approx(float(e.class_logits[k]), abs=1e-4)
     assert _png(path).shape[:2] == (round(fig.get_figheight() * 60), round(fig.get_figwidth() * 60))
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from protozoo.explanation import explain
 from protozoo.viz import blend_heatmap, crop, panel_size, render_gallery, render_panel, render_report, to_display, window
+from protozoo.viz.panel import header_lines
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,12 @@ def test_panel_tiles_size_and_what_they_show(gray, tmp_path):
     e = explain(model, items[5]["image"], top_k=3)
     path = tmp_path / "panel.png"
     fig = render_panel(e, {it["id"]: it for it in items}, path=path, dpi=80)
-    assert len(fig.axes) == 3 * 5
-    width, height = panel_size(3)
+    assert len(fig.axes) == 3 * 5 + 1  # the rows and the colour bar
+    width, height = panel_size(3, len(header_lines(e)))
     png = np.asarray(Image.open(path).convert("RGB"))
     assert png.shape[:2] == (round(height * 80), round(width * 80))
-    assert fig.texts and "Predicted: " in fig._suptitle.get_text() and f"{e.probability:.2f}" in fig._suptitle.get_text()
+    title = next(t.get_text() for t in fig.texts if t.get_text().startswith("Predicted: "))
+    assert f"{e.probability:.2f}" in title
     for r, ev in enumerate(e.prototypes):
         plain, heat, boxed, source, text = fig.axes[5 * r : 5 * r + 5]
         tile = _tile(png, plain)
@@ -102,7 +104,7 @@ def test_panel_tiles_size_and_what_they_show(gray, tmp_path):
 def test_panel_without_push_says_so(rgb, tmp_path):
     model, items = rgb
     fig = render_panel(explain(model, items[0]["image"], top_k=2), path=tmp_path / "p.png")
-    assert len(fig.axes) == 10
+    assert len(fig.axes) == 10 + 1  # and the colour bar
     assert "not pushed" in fig.axes[3].texts[0].get_text()
     tile = _tile(np.asarray(Image.open(tmp_path / "p.png").convert("RGB")), fig.axes[0])
     assert np.abs(np.diff(tile, axis=2)).max() > 30  # a colour fundus stays in colour
