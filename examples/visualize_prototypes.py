@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import protozoo
-from protozoo.data import build_transforms, load_dataset, resolve_data_config
+from protozoo.data import build_transforms, label_map, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
 from protozoo.explanation import explain
 from protozoo.family import family_of
@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --model (or --smoke)")
     args.out.mkdir(parents=True, exist_ok=True)
     gallery = render_gallery(model, data, path=args.out / "gallery.png", zoom=args.zoom)
-    samples = [explain(model, model_input(model, data[i]), top_k=3) for i in range(2)]
+    names = model.pretrained_cfg.label_names
+    to_model = label_map(data.classes, names, dataset=getattr(data, "spec", "the data")) if names else None
+    samples = [explain(model, model_input(model, data[i]), top_k=3,
+                       label=None if to_model is None else to_model[data[i]["label"]]) for i in range(2)]
     report = render_report(
         args.out / "report.html", model=model, metrics={"prototypes": model.num_prototypes},
         gallery_png=gallery, explanations=samples, sources=data,

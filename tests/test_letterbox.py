@@ -133,3 +133,15 @@ def test_bad_crop_mode_is_named() -> None:
         resolve_data_config(crop_mode="letterbox")
     with pytest.raises(ValueError, match="crop_pct must lie in"):
         resolve_data_config(crop_pct=1.5)
+
+
+def test_visible_fraction_says_what_a_geometry_cuts() -> None:
+    """The issue's figure: timm's centre crop at 0.875 keeps 48% of a 4736x2624 mammogram's rows."""
+    centre = build_transforms(resolve_data_config(input_size=(1, 128, 128)), train=False)
+    rows, cols = centre.visible_fraction(ROWS, COLS)
+    assert rows == pytest.approx(0.485, abs=0.005) and cols == pytest.approx(0.875, abs=0.005)
+    whole = build_transforms(resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=1.0), train=False)
+    assert whole.visible_fraction(ROWS, COLS) == (1.0, 1.0)
+    trimmed = build_transforms(resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=0.875),
+                               train=False)
+    assert trimmed.visible_fraction(ROWS, COLS)[0] == pytest.approx(0.875, abs=0.01)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "ItemDataset": "base",
     "VinDrMammo": "vindr",
     "build_transforms": "transforms",
+    "label_map": "labels",
     "list_dataset_schemes": "specs",
     "load_dataset": "specs",
     "parse_spec": "specs",

@@ -157,6 +157,19 @@ class ItemTransform:
         item["image"] = (image - self.mean) / self.std  # (C, H, W)
         return item
 
+    def visible_fraction(self, h: int, w: int) -> tuple[float, float]:
+        """Fractions of an ``h`` x ``w`` image's rows and columns the eval geometry keeps.
+
+        ``(1.0, 1.0)`` for the letterbox at ``crop_pct=1``; about ``(0.48, 0.88)`` for timm's
+        centre crop at 0.875 on a 4736 x 2624 mammogram (the pectoral region and lower breast cut).
+        """
+        if self.crop_mode == "border":
+            scale_h, scale_w = math.floor(self.height / self.crop_pct), math.floor(self.width / self.crop_pct)
+            ratio = max(h / scale_h, w / scale_w)
+            return min(1.0, self.height / round(h / ratio)), min(1.0, self.width / round(w / ratio))
+        _, _, ch, cw = self._eval_box(h, w)
+        return ch / h, cw / w
+
     def _eval_box(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Box of the input the eval geometry reads (``border``: all of it; the letterbox crops itself)."""
         if self.crop_mode == "border":
