@@ -8,9 +8,10 @@ import os
 import sys
 import time
 
-from protozoo.cli import demo, evaluate, explain, info, list_cmd, push, train
+from protozoo.cli import benchmark, demo, evaluate, explain, info, list_cmd, push, train
 
-SUBCOMMANDS = {"list": list_cmd, "info": info, "train": train, "push": push, "evaluate": evaluate, "explain": explain, "demo": demo}
+SUBCOMMANDS = {"list": list_cmd, "info": info, "train": train, "push": push, "evaluate": evaluate, "explain": explain, "demo": demo,
+               "benchmark": benchmark}
 
 
 def main(argv: list[str] | None = None) -> int:

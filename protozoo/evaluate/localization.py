@@ -85,17 +85,7 @@ def per_image_localization(
     """
     check_range("threshold", threshold, 0.0, 1.0, meaning="on the min-max normalised map")
     check_range("top_fraction", top_fraction, 0.0, 1.0, low_open=True, meaning="the share of pixels looked at")
-    lesion = _union_mask(masks)  # (B, H, W)
-    size = tuple(lesion.shape[-2:])
-    maps = maps.float()
-    if not torch.isfinite(maps).all():
-        raise ValueError("the explanation maps hold NaN or Inf values: no localization is scored from them; "
-                         "check the model's weights and inputs")
-    if tuple(maps.shape[-2:]) != size:
-        maps = upsample_bicubic(maps, size)  # (B, H, W)
-    flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
-    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)  # (B, 1)
-    predicted = (flat - low) / (high - low).clamp_min(1e-12) >= threshold  # (B, HW)
+    flat, target, predicted = _flat_maps(maps, masks, threshold)
     inter = (predicted & target).sum(dim=1).float()  # (B,)
     union = (predicted | target).sum(dim=1).float()
     sizes = predicted.sum(dim=1).float() + target.sum(dim=1).float()
@@ -110,6 +100,55 @@ def per_image_localization(
         "activation_precision": precision,
     }
     return {name: torch.where(has_lesion, value, torch.nan) for name, value in scores.items()}
+
+
+def _flat_maps(maps: Tensor, masks: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, h, w) maps, masks -> (B, HW) maps at the mask size, (B, HW) bool lesion, (B, HW) bool
+    thresholded map (min-max normalised map >= threshold): what every pixel score compares."""
+    lesion = _union_mask(masks)  # (B, H, W)
+    size = tuple(lesion.shape[-2:])
+    maps = maps.float()
+    if not torch.isfinite(maps).all():
+        raise ValueError("the explanation maps hold NaN or Inf values: no localization is scored from them; "
+                         "check the model's weights and inputs")
+    if tuple(maps.shape[-2:]) != size:
+        maps = upsample_bicubic(maps, size)  # (B, H, W)
+    flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)  # (B, 1)
+    predicted = (flat - low) / (high - low).clamp_min(1e-12) >= threshold  # (B, HW)
+    return flat, target, predicted
+
+
+PIXEL_METRICS = ("explanation_precision", "explanation_recall", "explanation_f1", "energy")
+
+
+def per_image_pixel_scores(maps: Tensor, masks: Tensor, *, threshold: float = 0.5) -> dict[str, Tensor]:
+    """Per-image pixel precision, recall and F1 of the thresholded map against the mask (the
+    explainability F1 of the DermXDB dermatology study: the binarised map vs the experts'
+    explanation map; per image it equals the Dice of :func:`per_image_localization`, precision and recall say
+    which way it errs), and the energy share (Wang et al. 2020's energy-based pointing game: the
+    part of the map's mass, after min-max normalisation, inside the mask). NaN where the mask is empty.
+
+    Args:
+        maps: (B, h, w) maps, higher = more salient (upsampled as in :func:`per_image_localization`).
+        masks: (B, H, W) or (B, L, H, W) masks (> 0.5 is inside; lesions are united).
+        threshold: A pixel is predicted inside when the min-max normalised map is >= threshold.
+
+    Returns:
+        ``{"explanation_precision", "explanation_recall", "explanation_f1", "energy"}`` each (B,) float.
+    """
+    check_range("threshold", threshold, 0.0, 1.0, meaning="on the min-max normalised map")
+    flat, target, predicted = _flat_maps(maps, masks, threshold)
+    hits = (predicted & target).sum(dim=1).float()  # (B,)
+    precision = hits / predicted.sum(dim=1).clamp_min(1)
+    recall = hits / target.sum(dim=1).clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)  # (B, 1)
+    mass = (flat - low) / (high - low).clamp_min(1e-12)  # (B, HW) in [0, 1]
+    energy = (mass * target).sum(dim=1) / mass.sum(dim=1).clamp_min(1e-12)
+    scores = {"explanation_precision": precision, "explanation_recall": recall, "explanation_f1": f1, "energy": energy}
+    has_mask = target.any(dim=1)
+    return {name: torch.where(has_mask, value, torch.nan) for name, value in scores.items()}
 
 
 def _summarise(
