@@ -32,7 +32,12 @@ _LAZY_MODULES = ("data", "evaluate", "train", "viz")
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
-        return importlib.import_module(f"protozoo.{name}")
+        try:
+            return importlib.import_module(f"protozoo.{name}")
+        except ModuleNotFoundError as err:  # an optional dependency: name the extra that installs it
+            from protozoo.extras import missing_extra
+
+            raise ModuleNotFoundError(missing_extra(err) or str(err), name=err.name) from err
     raise AttributeError(f"module 'protozoo' has no attribute {name!r}")
 
 

@@ -35,7 +35,9 @@ FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal
                   "Ankle boot")
 FUNDUS_LESIONS = ("drusen", "haemorrhage", "hard_exudate", "geographic_atrophy", "neovascular_scar")
 
-# name -> declaration. Keep one row per tag, its arguments in plain literals.
+# name -> declaration. Keep one row per tag, its arguments in plain literals. The mammogram and
+# fundus rows describe weights trained before the letterbox fit (#18): a rebuild now fits those
+# images with crop_mode="border", crop_pct=1.0, and its row must then say so (the build names it).
 TAGS: dict[str, dict[str, Any]] = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
         model_args=dict(num_classes=4, in_chans=3, prototypes_per_class=3, prototype_dim=32, feature_stage=3,

@@ -63,3 +63,25 @@ def test_the_tree_passes_ruff_check():
     run = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)], capture_output=True,
                          text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout[-4000:]
+
+
+def test_a_missing_extra_is_named_with_its_install_command(monkeypatch, capsys):
+    import builtins
+
+    import protozoo.cli
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m.split(".")[0] == "matplotlib" or m.startswith("protozoo.viz")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.delattr(protozoo, "viz", raising=False)  # an imported submodule is an attribute of its package
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'protozoo\[viz\]'"):
+        protozoo.viz  # noqa: B018
+    code = protozoo.cli.main(["explain", "--model", "protopnet_efficientnet_lite0.synth_parts", "x.png", "--out", "o"])
+    assert code == 2 and "pip install 'protozoo[viz]'" in capsys.readouterr().err

@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RunLockedError) as err:
         print(f"protozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:  # an optional dependency the subcommand needs: which extra to install
+        from protozoo.extras import missing_extra
+
+        if missing_extra(err) is None:
+            raise
+        print(f"protozoo {args.command}: error: {missing_extra(err)}", file=sys.stderr)
+        return 2
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
