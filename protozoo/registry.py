@@ -55,10 +55,14 @@ def register_model(fn: F | None = None, *, default_cfg: PretrainedCfg | None = N
 def register_pretrained(cfg: PretrainedCfg, model_args: dict | None = None) -> None:
     """Register trained weights for an already registered architecture (``cfg.architecture``).
 
+    The zoo's tags are registered from their declarations (:mod:`protozoo.zoo_tags`, through
+    :func:`protozoo.zoo.register_tags`).
+
     Args:
         cfg: Where the weights are and how to feed them.
-        model_args: The architecture arguments the weights were saved with (``config.json``'s
-            ``model_args``): ``create_model`` builds that architecture for the tag, as ``load`` does.
+        model_args: The architecture arguments the weights were trained with (the declaration's
+            ``model_args``, equal to their ``config.json``'s): ``create_model`` builds that
+            architecture for the tag, as ``load`` does.
     """
     if cfg.architecture not in _entrypoints:
         raise ValueError(f"cannot register weights for unknown architecture {cfg.architecture!r}")

@@ -54,11 +54,6 @@ def register_tags(tags: dict[str, dict[str, Any]] | None = None) -> list[str]:
     return names
 
 
-def declared_model_args(name: str) -> dict[str, Any]:
-    """The architecture arguments a tag declares (:data:`protozoo.zoo_tags.TAGS`), as ``create_model`` uses them."""
-    return registry.model_args(registry.resolve(name))
-
-
 def model_card(name: str) -> str | None:
     """The model card (``README.md``) of a trained zoo model, or None when its weights are not found."""
     from protozoo.hub import WeightsNotFoundError, locate_weights
