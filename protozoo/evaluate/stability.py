@@ -111,9 +111,10 @@ def gaussian_noise(
     generator = torch.Generator().manual_seed(seed)
 
     def perturb(x: Tensor) -> Tensor:
-        noise = (torch.randn(x.shape, generator=generator) * std).clamp(-clip, clip).to(x.device, x.dtype)
+        noise = torch.randn(x.shape, generator=generator).mul_(std).clamp_(-clip, clip)  # in place: one (B, C, H, W) buffer
+        noise = noise.to(x.device, x.dtype)
         if space == "normalized":
-            return x + noise
+            return noise.add_(x)  # x + noise
         mean, scale = (t.to(x.device, x.dtype)[:, None, None] for t in mean_std)  # (C, 1, 1)
         return ((x * scale + mean + noise).clamp(0, 1) - mean) / scale
 
