@@ -62,7 +62,8 @@ class OODNote:
 def no_statistics() -> OODNote:
     """The note of a model without recorded statistics."""
     return OODNote(None, None, None, "out-of-distribution check: no training-data statistics recorded for this "
-                   "model (protozoo.ood.calibrate), so nothing says whether this input is like its training data")
+                   "model, so nothing says whether this input is like its training data (record them with "
+                   "protozoo.ood.calibrate, or give protozoo explain --sources)")
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from protozoo.viz import render_multiview_panel, render_panel
 from protozoo.viz.lesions import because_lines, render_lesion_maps, render_lesion_panel
 from protozoo.viz.overlay import blend_heatmap, to_display
 from protozoo.viz.panel import heatmap_range
+from protozoo.viz.report import prototypes_on_foreground
 
 sys.path.insert(0, str(Path(__file__).parent / "explain"))
 from explain_fixtures import push_by_hand, tiny_model  # noqa: E402
@@ -273,3 +274,5 @@ def test_demo_report_lists_true_labels_n_counts_chance_and_the_banner(tmp_path):
     assert all(by_id[item] == truth for item, truth, _ in rows) and {truth for _, truth, _ in rows} == present
     assert text.count("true label: ") >= len(rows) and "out of distribution?" in text
     assert model.pretrained_cfg.extra["ood"]["images"] == len(train)  # the OOD statistics the notes read
+    on, seen = prototypes_on_foreground(model, train)
+    assert seen == model.num_prototypes and f"{on} of {seen}" in text  # whether the prototypes sit on the breast

@@ -121,7 +121,7 @@ def write_report(out: Path, model, test, metrics: dict, push_data, *, per_class:
         explanations.append((e, path))
     labels = [int(test[i]["label"]) for i in range(len(test))]
     return render_report(out / "report.html", model=model, metrics=metrics, gallery_png=gallery, explanations=explanations,
-                         test_labels=labels, title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms")
+                         sources=push_data, test_labels=labels, title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms")
 
 
 def _one_per_class(dataset, per_class: int = 1) -> list[int]:

@@ -23,7 +23,7 @@ from protozoo.explanation import Explanation
 from protozoo.family import family_of, list_families, output_class_names
 from protozoo.intended_use import intended_use
 
-__all__ = ["png_data_uri", "render_report", "test_set_rows"]
+__all__ = ["png_data_uri", "prototypes_on_foreground", "render_report", "test_set_rows"]
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -96,7 +96,7 @@ def render_report(
         parts.append(f'<p class="banner">INTENDED USE: {esc(use)}</p>')
     parts += [
         "<h2>Model</h2>",
-        _table(_model_rows(model)),
+        _table(_model_rows(model) + _foreground_rows(model, sources)),
         "<h2>Metrics</h2>",
         _table([(k, _format(v)) for k, v in metrics.items()]) if metrics else "<p>No metrics given.</p>",
     ]
@@ -149,6 +149,42 @@ def _model_rows(model: Any) -> list[tuple[str, str]]:
         ("input", f"{tuple(cfg.input_size)}, mean {tuple(cfg.mean)}, std {tuple(cfg.std)}"),
         ("pushed", pushed),
     ]
+
+
+def prototypes_on_foreground(model: Any, sources: Any) -> tuple[int, int] | None:
+    """How many prototypes sit on the foreground (tissue, disc, object) of their source image, of how many
+    found in ``sources``: a cell at least half foreground (the item's ``foreground``, else the automatic
+    rule of :mod:`protozoo.foreground`). None without provenance or sources."""
+    from protozoo.foreground import foreground_cells, foreground_of
+
+    if model.provenance is None or sources is None or isinstance(sources, Mapping):
+        return None
+    family = family_of(model)
+    rows = {str(row["image_id"]): [] for row in model.provenance}
+    for row in model.provenance:
+        rows[str(row["image_id"])].append(row)
+    on = seen = 0
+    for index in range(len(sources)):
+        for view in family.image_views(sources[index]).values():
+            for row in rows.pop(str(view.get("id")), []):
+                batch = {"image": view["image"][None]}
+                if view.get("foreground") is not None:
+                    batch["foreground"] = view["foreground"][None]
+                cells = foreground_cells(foreground_of(batch), tuple(row["feature_size"]))[0]  # (h, w)
+                on += bool(cells[tuple(row["feature_hw"])])
+                seen += 1
+        if not rows:
+            break
+    return (on, seen) if seen else None
+
+
+def _foreground_rows(model: Any, sources: Any) -> list[tuple[str, str]]:
+    counted = prototypes_on_foreground(model, sources)
+    if counted is None:
+        return []
+    on, seen = counted
+    warning = "" if on == seen else f" -- {seen - on} on background: they explain nothing about the anatomy"
+    return [("prototypes on the foreground of their source", f"{on} of {seen}{warning}")]
 
 
 def test_set_rows(labels: Sequence[int], names: Sequence[str]) -> list[tuple[str, str]]:
