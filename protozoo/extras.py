@@ -9,6 +9,7 @@ EXTRA_OF = {
     "pytorch_grad_cam": "posthoc",
     "tensorboard": "tensorboard",
     "captum": "attribution",
+    "yaml": "yaml",
 }
 
 

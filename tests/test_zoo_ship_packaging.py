@@ -77,11 +77,36 @@ def test_a_missing_extra_is_named_with_its_install_command(monkeypatch, capsys):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real_import(name, *args, **kwargs)
 
+    if "viz" in vars(protozoo):  # an imported submodule is an attribute of its package (hasattr would import it)
+        monkeypatch.delattr(protozoo, "viz")
     for module in [m for m in sys.modules if m.split(".")[0] == "matplotlib" or m.startswith("protozoo.viz")]:
         monkeypatch.delitem(sys.modules, module)
-    monkeypatch.delattr(protozoo, "viz", raising=False)  # an imported submodule is an attribute of its package
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'protozoo\[viz\]'"):
         protozoo.viz  # noqa: B018
     code = protozoo.cli.main(["explain", "--model", "protopnet_efficientnet_lite0.synth_parts", "x.png", "--out", "o"])
     assert code == 2 and "pip install 'protozoo[viz]'" in capsys.readouterr().err
+
+
+def test_every_third_party_import_of_the_package_is_a_declared_dependency():
+    """An import the package makes (at any depth) comes from a core dependency or an extra: none only by luck."""
+    import ast
+    import re
+
+    project = pyproject()["project"]
+    declared = {re.split(r"[<>=\[ ;]", req)[0].lower().replace("_", "-")
+                for req in project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]}
+    distributions = metadata.packages_distributions()
+    undeclared = {}
+    for path in (REPO / "protozoo").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "protozoo":
+                    continue
+                owners = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not owners & declared:
+                    undeclared.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies or extras: {undeclared}"
