@@ -70,10 +70,15 @@ def no_statistics() -> OODNote:
 def capture_latents(model: Any) -> Iterator[list[Tensor]]:
     """Collect the latent maps (N, D, H, W) ``model.head.add_on`` gives during the forward passes run inside.
 
-    A hook, so the explanation's one forward pass also yields the statistic (no second pass).
+    A hook, so the explanation's one forward pass also yields the statistic (no second pass). A
+    model without ``head.add_on`` captures nothing (its notes say that nothing can be said).
     """
     captured: list[Tensor] = []
-    handle = model.head.add_on.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
+    add_on = getattr(getattr(model, "head", None), "add_on", None)
+    if add_on is None:
+        yield captured
+        return
+    handle = add_on.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
     try:
         yield captured
     finally:
@@ -90,11 +95,15 @@ def distances(model: Any, latents: list[Tensor], items: int) -> Tensor | None:
     """(B,) statistic ``s`` of the ``items`` inputs of one forward pass whose latents were captured;
     None without recorded statistics."""
     stats = model.pretrained_cfg.extra.get(OOD_KEY)
-    if not stats:
+    if not stats or not latents:
         return None
     mean = torch.tensor(stats["mean"], dtype=torch.float64)  # (D,)
     precision = torch.tensor(stats["precision"], dtype=torch.float64)  # (D, D)
-    centred = _pooled(latents, items) - mean  # (B, V, D)
+    pooled = _pooled(latents, items)  # (B, V, D)
+    if mean.shape != pooled.shape[-1:] or precision.shape != (len(mean), len(mean)):
+        raise ValueError(f"pretrained_cfg.extra[{OOD_KEY!r}] holds statistics of {len(mean)}-dimensional latents, the "
+                         f"model's are {pooled.shape[-1]}-dimensional: re-record them with protozoo.ood.calibrate")
+    centred = pooled - mean  # (B, V, D)
     s = torch.einsum("bvd,de,bve->bv", centred, precision, centred).clamp_min(0).sqrt()  # (B, V)
     return s.amax(dim=1)
 

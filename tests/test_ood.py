@@ -84,3 +84,14 @@ def test_calibration_needs_a_spread(calibrated):
     model, _, train, _, _ = calibrated
     with pytest.raises(ValueError, match="at least 2"):
         calibrate(model, train, max_items=1)
+
+
+def test_statistics_of_another_latent_size_are_refused(calibrated):
+    model, _, _, test, stats = calibrated
+    broken = {**stats, "mean": stats["mean"][:-1]}
+    model.pretrained_cfg = model.pretrained_cfg.replace(extra={**model.pretrained_cfg.extra, OOD_KEY: broken})
+    try:
+        with pytest.raises(ValueError, match="re-record them with protozoo.ood.calibrate"):
+            explain(model, test[0]["image"])
+    finally:
+        model.pretrained_cfg = model.pretrained_cfg.replace(extra={**model.pretrained_cfg.extra, OOD_KEY: stats})
