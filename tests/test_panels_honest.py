@@ -204,6 +204,8 @@ def test_lesion_pictures_read_the_disease_because_of_its_lesions_and_never_count
     assert re.search(r"AMD because: drusen [\d.]+ × p [\d.]+ = \+", " ".join(lines))
     fig = render_lesion_panel(e, dpi=40)
     assert "AMD because: drusen" in _header(fig)
+    for ev, ax in zip(e.prototypes, fig.axes[4::5]):  # a lesion prototype's points go to its lesion's logit
+        assert f"to the {ev.class_name} logit" in ax.texts[0].get_text().replace("\n", " ")
     footer = _footer(fig)
     logit = _number(r"drusen logit (-?[\d.]+)", footer)
     rows, others, bias = (_number(p, footer) for p in (r"rows ([+-][\d.]+)", r"other prototypes ([+-][\d.]+)", r"bias ([+-][\d.]+)"))

@@ -273,6 +273,8 @@ def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dic
         ax.set_yticks([])
     text.axis("off")
     to = "prototype branch's " if explanation.branch_probabilities is not None else ""
+    # a lesion head's prototype adds to its lesion's logit, not to the diagnosis
+    target = f"{evidence.class_name} logit" if explanation.prototype_kind == "lesion" else f"{explanation.class_name} score"
     text.text(
         0.04, 0.5,
         f"prototype {evidence.index} of {explanation.prototype_kind}\n"
@@ -280,6 +282,6 @@ def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dic
         f"similarity {evidence.similarity:7.3f}\n"
         f"× weight   {evidence.weight:+7.3f}\n"
         f"= points   {evidence.contribution:+7.3f}\n"
-        f"{_wrap('to the ' + to + explanation.class_name + ' score', 28)}",
+        f"{_wrap('to the ' + to + target, 28)}",
         ha="left", va="center", fontsize=FONT_SIZE, family="monospace",
     )
