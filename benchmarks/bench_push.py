@@ -38,9 +38,11 @@ provenance), against (1) one plain forward pass ``model(x)`` over the same loade
 ``torch.no_grad`` and (2) the reference structure's whole push: the same loader, its own forward
 pass per batch, then :func:`loop_push`'s per-batch loop with per-update provenance. The reference
 reads receptive fields from a table computed before the clock starts (the original computes
-``proto_layer_rf_info`` once when it builds the model). ``push_prototypes`` is timed cold (its
-receptive-field cache cleared: the first push of a process) and warm (a later push of the same
-architecture and input size, as in training). Not timed: model construction, the table.
+``proto_layer_rf_info`` once when it builds the model). ``push_prototypes`` is timed with no cache at
+all (receptive fields probed: the first push of an architecture and input size on a machine), as
+the first push of a process (the in-memory cache cleared, the boxes read from the disk cache, in a
+temporary folder of the bench) and warm (a later push in the same process, as in training). Timings:
+the median of ``--whole-repeats`` interleaved rounds. Not timed: model construction, the table.
 
     python benchmarks/bench_push.py [--whole-images 96] [--whole-size 160]   # whole calls only
     python benchmarks/bench_push.py --parts [--cub-images 1000] [--small-images 320] [--memory-images 128]
@@ -238,10 +240,26 @@ def speed(name: str, images: int, repeats: int) -> float:
     return slow / fast
 
 
+def median_times(fns, repeats: int) -> list[tuple[float, list[float], object]]:
+    """(median time, every time, last output) of each function, run in turns so that they share the
+    machine's load."""
+    times, outs = [[] for _ in fns], [None] * len(fns)
+    for _ in range(repeats):
+        for n, fn in enumerate(fns):
+            start = time.perf_counter()
+            outs[n] = fn()
+            times[n].append(time.perf_counter() - start)
+    return [(sorted(t)[(len(t) - 1) // 2], t, out) for t, out in zip(times, outs)]
+
+
 def whole(images: int, size: int, batch: int, repeats: int) -> None:
     """Whole push_prototypes vs one plain forward pass and vs the reference's whole push (module doc)."""
+    import os
+    import tempfile
+
     from protozoo.receptive_field import clear_cache
 
+    os.environ["PROTOZOO_CACHE"] = tempfile.mkdtemp(prefix="bench_push_cache_")  # the user's cache untouched
     num_classes, per_class = 3, 10
     model = build_model(num_classes, per_class)
     loader = DataLoader(RandomImages(images, size, num_classes), batch_size=batch)
@@ -255,10 +273,10 @@ def whole(images: int, size: int, batch: int, repeats: int) -> None:
             for b in loader:
                 model(b["image"])
 
-    def push(cold: bool):
+    def push(memory: bool = True, disk: bool = True):
         model.head.prototypes.data.copy_(initial)
-        if cold:
-            clear_cache()
+        if not memory:
+            clear_cache(disk=not disk)
         return push_prototypes(model, loader).provenance
 
     def reference():
@@ -267,22 +285,32 @@ def whole(images: int, size: int, batch: int, repeats: int) -> None:
             maps = ((z, model.head.distance_maps(z), b) for b in loader for z in [model.latent(b["image"])])
             return loop_push(model, maps, table)
 
-    push(False)  # warm-up (and fills the cache once)
-    (t_forward, _), (t_cold, _), (t_warm, provenance), (t_ref, (rows, vectors, _)) = best_times(
-        [forward, lambda: push(True), lambda: push(False), reference], repeats
+    push()  # warm-up (and fills the caches once)
+    runs = median_times(
+        [forward, lambda: push(memory=False, disk=False), lambda: push(memory=False), push, reference], repeats
     )
+    (t_forward, a_forward, _), (t_cold, a_cold, _), (t_first, a_first, _), (t_warm, a_warm, provenance) = runs[:4]
+    t_ref, a_ref, (rows, vectors, _) = runs[4]
     model.head.prototypes.data.copy_(initial)
-    push(False)
+    push()
     identical = check_identical(model, provenance, rows, vectors)
+
+    def every(times):
+        return "[" + " ".join(f"{t:.2f}" for t in times) + "]"
+
     print(f"whole calls: protopnet_resnet18, {num_classes} classes x {per_class} prototypes, {images} images "
           f"of {size} px ({feature_size[0]}x{feature_size[1]} latent), batch {batch}, {torch.get_num_threads()} "
-          f"threads, best of {repeats}, the loader generating images in every call:")
-    print(f"  one plain forward pass model(x)     {t_forward:7.2f} s")
-    print(f"  push_prototypes, cold cache         {t_cold:7.2f} s  {t_cold / t_forward:5.2f}x the forward "
-          f"(receptive fields probed: first push of a process)")
-    print(f"  push_prototypes, warm cache         {t_warm:7.2f} s  {t_warm / t_forward:5.2f}x the forward (goal <= 1.05)")
-    print(f"  reference whole push (loop port)    {t_ref:7.2f} s  {t_ref / t_forward:5.2f}x the forward; "
-          f"push_prototypes warm / reference {t_warm / t_ref:.2f}x, cold / reference {t_cold / t_ref:.2f}x")
+          f"threads, median of {repeats} interleaved rounds [every run], the loader generating images in every call:")
+    print(f"  one plain forward pass model(x)     {t_forward:7.2f} s {every(a_forward)}")
+    print(f"  push_prototypes, no cache at all    {t_cold:7.2f} s {every(a_cold)}  {t_cold / t_forward:5.2f}x the forward "
+          f"(receptive fields probed: the first push of this architecture and input size on the machine)")
+    print(f"  push_prototypes, first of a process {t_first:7.2f} s {every(a_first)}  {t_first / t_forward:5.2f}x the "
+          f"forward (boxes read from the disk cache)")
+    print(f"  push_prototypes, warm cache         {t_warm:7.2f} s {every(a_warm)}  {t_warm / t_forward:5.2f}x the "
+          f"forward (goal <= 1.05)")
+    print(f"  reference whole push (loop port)    {t_ref:7.2f} s {every(a_ref)}  {t_ref / t_forward:5.2f}x the forward; "
+          f"push_prototypes / reference: warm {t_warm / t_ref:.2f}x, first of a process {t_first / t_ref:.2f}x, "
+          f"no cache {t_cold / t_ref:.2f}x")
     print(f"  identical choices and provenance: {identical}")
     assert identical, "push_prototypes chose or recorded differently from the reference"
 
@@ -328,7 +356,7 @@ def main() -> None:
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--whole-images", type=int, default=96)
     parser.add_argument("--whole-size", type=int, default=160)
-    parser.add_argument("--whole-repeats", type=int, default=2)
+    parser.add_argument("--whole-repeats", type=int, default=3)
     parser.add_argument("--parts", action="store_true", help="also the cached-map and memory sections")
     args = parser.parse_args()
     if args.memory_run:

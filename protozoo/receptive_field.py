@@ -12,23 +12,39 @@ exception is a weight tensor that is exactly zero, like the last BatchNorm scale
 ResNet block at init, which cuts its branch out. So :func:`receptive_field_boxes` keeps, per
 (model class, architecture config, input size, names of the all-zero tensors), the boxes of the
 cells probed so far, and probes only cells it has not seen.
+
+The boxes also persist on disk, one small JSON file per key under ``$PROTOZOO_CACHE/receptive_fields``
+(``~/.cache/protozoo`` by default, as the converted backbone weights): the first push of a process
+(``protozoo push``, a new training run) reads the cells probed by earlier processes instead of
+probing them again, so only the first push of an architecture and input size on a machine probes.
+The file's key adds the probe's version and those of protozoo, torch and timm, and is checked on
+reading; a missing, unreadable or foreign file is a cache miss, a folder that cannot be written is
+no cache. ``PROTOZOO_RF_DISK_CACHE=0`` turns the disk cache off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 
+import timm
 import torch
 from torch import Tensor
 
+from protozoo.backbone_weights import cache_dir
 from protozoo.boxes import mask_boxes
 from protozoo.models._base import ProtoModel
 
-__all__ = ["clear_cache", "probe_receptive_field_boxes", "receptive_field_boxes"]
+__all__ = ["cache_file", "clear_cache", "probe_receptive_field_boxes", "receptive_field_boxes"]
 
 _CHUNK = 16  # cells per backward pass
 _MAX_KEYS = 32
+PROBE_VERSION = 1  # bump when the probe's definition changes: the files on disk are then other keys
 _cache: OrderedDict[tuple, dict[tuple[int, int], list[int]]] = OrderedDict()
 
 
@@ -43,8 +59,11 @@ def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[in
     Returns:
         (N, 4) long boxes [x0, y0, x1, y1], half-open, exactly :func:`probe_receptive_field_boxes`'s.
     """
-    known = _cache.setdefault(cache_key(model, input_size), {})
-    _cache.move_to_end(cache_key(model, input_size))
+    key = cache_key(model, input_size)
+    if key not in _cache:
+        _cache[key] = _read_disk(key)  # {} when no earlier process probed this key
+    known = _cache[key]
+    _cache.move_to_end(key)
     while len(_cache) > _MAX_KEYS:
         _cache.popitem(last=False)
     wanted = [tuple(c) for c in cells.tolist()]
@@ -52,19 +71,78 @@ def receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[in
     if new:
         boxes = probe_receptive_field_boxes(model, torch.tensor(new, dtype=torch.long), input_size)
         known.update(zip(new, boxes.tolist()))
+        _write_disk(key, {**_read_disk(key), **known})  # with what other processes added meanwhile
     return torch.tensor([known[c] for c in wanted], dtype=torch.long).reshape(len(wanted), 4)
 
 
 def cache_key(model: ProtoModel, input_size: tuple[int, int]) -> tuple:
-    """What the boxes depend on: the architecture, the input size, and which weight tensors are all zero."""
+    """What the boxes depend on: the architecture (class, config, module tree), the input size, and which
+    weight tensors are all zero."""
     zero = tuple(name for name, t in model.state_dict().items() if t.is_floating_point() and not t.any())
     config = json.dumps(model.model_args(), sort_keys=True, default=str)
-    return type(model).__module__, type(model).__qualname__, config, tuple(input_size), zero
+    tree = hashlib.sha256(repr(model).encode()).hexdigest()
+    return type(model).__module__, type(model).__qualname__, config, tuple(input_size), zero, tree
 
 
-def clear_cache() -> None:
-    """Forget every box probed so far."""
+def clear_cache(*, disk: bool = False) -> None:
+    """Forget every box probed so far in this process; with ``disk=True`` also the files of every key."""
     _cache.clear()
+    folder = _disk_folder()
+    if disk and folder is not None and folder.is_dir():
+        for file in folder.glob("*.json"):
+            file.unlink(missing_ok=True)
+
+
+def cache_file(key: tuple) -> Path | None:
+    """The JSON file holding the boxes of a :func:`cache_key` on disk (None: disk cache off)."""
+    folder = _disk_folder()
+    return folder / f"{hashlib.sha256(_disk_key(key).encode()).hexdigest()[:32]}.json" if folder else None
+
+
+def _disk_folder() -> Path | None:
+    if os.environ.get("PROTOZOO_RF_DISK_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return cache_dir() / "receptive_fields"
+
+
+def _disk_key(key: tuple) -> str:
+    """The key with what else the probe's result depends on across processes: its definition, the
+    libraries that run it, and the module tree (``repr(model)``: layers, strides, paddings), so that a
+    changed architecture behind the same config is another key."""
+    from protozoo import __version__
+
+    versions = {"probe": PROBE_VERSION, "protozoo": __version__, "torch": torch.__version__, "timm": timm.__version__}
+    return json.dumps([list(key[:3]), list(key[3]), list(key[4]), versions, key[5]])
+
+
+def _read_disk(key: tuple) -> dict[tuple[int, int], list[int]]:
+    """The boxes stored for ``key`` ({} if none, or the file is unreadable or holds another key)."""
+    file = cache_file(key)
+    try:
+        stored = json.loads(file.read_text())
+        if stored["key"] != _disk_key(key):
+            return {}
+        return {(int(h), int(w)): [int(v) for v in box] for h, w, *box in stored["boxes"]}
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):  # AttributeError: disk cache off
+        return {}
+
+
+def _write_disk(key: tuple, known: dict[tuple[int, int], list[int]]) -> None:
+    """Store the boxes of ``key`` atomically (a temporary file renamed over the old one); a folder that
+    cannot be written leaves the boxes in memory only."""
+    file = cache_file(key)
+    if file is None:
+        return
+    text = json.dumps({"key": _disk_key(key), "boxes": [[h, w, *box] for (h, w), box in sorted(known.items())]})
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, file)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(temporary)
 
 
 def probe_receptive_field_boxes(model: ProtoModel, cells: Tensor, input_size: tuple[int, int]) -> Tensor:
