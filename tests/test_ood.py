@@ -95,3 +95,34 @@ def test_statistics_of_another_latent_size_are_refused(calibrated):
             explain(model, test[0]["image"])
     finally:
         model.pretrained_cfg = model.pretrained_cfg.replace(extra={**model.pretrained_cfg.extra, OOD_KEY: stats})
+
+
+def test_protozoo_explain_measures_a_synthetic_model_on_its_recorded_training_data_and_flags_a_constant_image(tmp_path, capsys):
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from protozoo.cli import explain as explain_cmd
+
+    torch.manual_seed(0)
+    model, items = tiny_model("synthetic-mammo", in_chans=1, size=SIZE)
+    options = {"image_size": SIZE, "num_samples": 48}
+    model.pretrained_cfg = model.pretrained_cfg.replace(extra={"train_data": {"spec": "synthetic-mammo", "options": options}})
+    model.save_pretrained(tmp_path / "model")
+    raw = load_dataset("synthetic-mammo", "test", image_size=SIZE, num_samples=2)[0]["image"][0].numpy()
+    Image.fromarray((raw * 255).astype(np.uint8)).save(tmp_path / "breast.png")
+    Image.fromarray(np.full((SIZE, SIZE), 128, dtype=np.uint8)).save(tmp_path / "constant.png")
+    parser = argparse.ArgumentParser()
+    explain_cmd.add_parser(parser.add_subparsers(dest="command"), "explain")
+    args = parser.parse_args(["explain", "--model", str(tmp_path / "model"), str(tmp_path / "breast.png"),
+                              str(tmp_path / "constant.png"), "--out", str(tmp_path / "out"), "--top-k", "2"])
+    assert explain_cmd.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "measured now on 48 items of its recorded training data (synthetic-mammo, regenerated)" in printed
+    lines = {Path(line.split()[0]).name: line for line in printed.splitlines() if "_explanation.png" in line}
+    assert "OUT OF DISTRIBUTION" in lines["constant_explanation.png"]
+    assert "OUT OF DISTRIBUTION" not in lines["breast_explanation.png"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.count("<td class=ood>YES</td>") == 1 and "true label: not given" in html
+    assert "INTENDED USE: Trained on synthetic data (synthetic-mammo) only; not for clinical use." in html

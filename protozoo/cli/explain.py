@@ -44,9 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sources:
         options = training_options(model, args.sources) | parse_data_options(args.data_option)
         sources = load_dataset(args.sources, args.sources_split, transform=transform, **options)
-        if not model.pretrained_cfg.extra.get(OOD_KEY):  # the OOD note needs the training data's statistics
-            stats = calibrate(model, sources, description=f"--sources {args.sources} ({args.sources_split} split)")
-            print(f"out-of-distribution statistics measured now on {stats['images']} items of --sources {args.sources}")
+    if not model.pretrained_cfg.extra.get(OOD_KEY):  # the OOD note needs the training data's statistics
+        _measure_ood(model, sources, args, transform)
     family = family_of(model)
     names = family.input_names
     if len(args.images) % len(names):
@@ -81,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
     report = render_report(args.out / "report.html", model=model, metrics={}, gallery_png=gallery, explanations=panels)
     print(report)
     return 0
+
+
+def _measure_ood(model, sources, args: argparse.Namespace, transform) -> None:
+    """Record the OOD statistics of a model that has none: on --sources, else on its recorded
+    training data where that is a built-in generated set (regenerated as it was trained), else none
+    (the notes then say that nothing can be said)."""
+    recorded = model.pretrained_cfg.extra.get("train_data") or {}
+    spec = str(recorded.get("spec") or "")
+    if sources is not None:
+        what = f"--sources {args.sources} ({args.sources_split} split)"
+    elif spec.startswith("synthetic"):
+        sources, what = load_dataset(spec, "train", transform=transform, **training_options(model, spec)), \
+            f"its recorded training data ({spec}, regenerated)"
+    else:
+        return
+    stats = calibrate(model, sources, description=what)
+    print(f"out-of-distribution statistics measured now on {stats['images']} items of {what}")
 
 
 def _read(path: str, model) -> "torch.Tensor":
