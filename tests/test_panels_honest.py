@@ -278,3 +278,21 @@ def test_demo_report_lists_true_labels_n_counts_chance_and_the_banner(tmp_path):
     assert model.pretrained_cfg.extra["ood"]["images"] == len(train)  # the OOD statistics the notes read
     on, seen = prototypes_on_foreground(model, train)
     assert seen == model.num_prototypes and f"{on} of {seen}" in text  # whether the prototypes sit on the breast
+
+
+def test_every_picture_of_a_synthetic_trained_model_carries_the_intended_use(fmnist_like, tmp_path):
+    from protozoo.viz import render_gallery
+
+    model, items = fmnist_like
+    plain = render_panel(explain(model, items[0]["image"], top_k=1), items, dpi=40)
+    assert not any("INTENDED USE" in t.get_text() for t in plain.texts)  # nothing known: no banner is made up
+    recorded = model.pretrained_cfg
+    model.pretrained_cfg = recorded.replace(extra={"train_data": {"spec": "synthetic-mammo", "options": {}}})
+    try:
+        banner = "INTENDED USE: Trained on synthetic data (synthetic-mammo) only; not for clinical use."
+        for fig in (render_panel(explain(model, items[0]["image"], top_k=1), items, dpi=40), render_gallery(model, items, dpi=40)):
+            assert banner in " ".join(t.get_text() for t in fig.texts)
+        model.pretrained_cfg = recorded.replace(extra={"intended_use": "Research only."})
+        assert "INTENDED USE: Research only." in _header(render_panel(explain(model, items[0]["image"], top_k=1), dpi=40))
+    finally:
+        model.pretrained_cfg = recorded

@@ -8,6 +8,7 @@ eval transform (items normalised as the model saw them, so the stored boxes line
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch import Tensor
 from protozoo.data.transforms import resolve_data_config
 from protozoo.explanation import upsample_maps
 from protozoo.family import Family, family_of
+from protozoo.intended_use import intended_use
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, crop, draw_box, to_display
 
 __all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id"]
@@ -27,6 +29,8 @@ __all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id"]
 GALLERY_TILE_INCHES = 2.2
 GALLERY_LABEL_INCHES = 0.5  # left margin for the class names
 GALLERY_TITLE_INCHES = 0.7  # room above each tile for its title (up to four lines)
+BANNER_LINE_INCHES = 0.3  # each line of the intended-use banner
+BANNER_COLOR = "#b03a2e"
 FONT_SIZE = 9
 
 
@@ -121,7 +125,8 @@ def render_gallery(
 
     Each tile is the prototype's source image (or, with ``zoom``, a crop around its
     ``high_activation_box``) with its self-activation blended over the anatomy and the top-5% box
-    outlined; its title gives the prototype index, class and source image id.
+    outlined; its title gives the prototype index, class and source image id. The model's intended
+    use (:func:`protozoo.intended_use.intended_use`), where known, is a banner above the rows.
 
     Args:
         model: A model with ``provenance`` (after :func:`protozoo.push.push_prototypes`).
@@ -152,11 +157,18 @@ def render_gallery(
     images = find_sources(sources, {model.provenance[p]["image_id"] for m in members.values() for p in m}, family)
 
     tile_h = GALLERY_TILE_INCHES + GALLERY_TITLE_INCHES
-    width, height = GALLERY_LABEL_INCHES + columns * GALLERY_TILE_INCHES, len(rows) * tile_h
+    width = GALLERY_LABEL_INCHES + columns * GALLERY_TILE_INCHES
+    use = intended_use(model)
+    banner = textwrap.wrap(f"INTENDED USE: {use}", max(30, round(width * 12))) if use else []
+    top = len(banner) * BANNER_LINE_INCHES
+    height = top + len(rows) * tile_h
     fig = Figure(figsize=(width, height), dpi=dpi)
+    for i, line in enumerate(banner):  # the model's intended use above every gallery (a zoo model is not clinical)
+        fig.text(0.5, 1 - (i + 0.5) * BANNER_LINE_INCHES / height, line, ha="center", va="center", fontsize=FONT_SIZE,
+                 fontweight="bold", color="white", bbox={"facecolor": BANNER_COLOR, "edgecolor": "none", "pad": 2})
     grid = fig.add_gridspec(
         len(rows), columns, left=GALLERY_LABEL_INCHES / width, right=0.99, bottom=0.01,
-        top=1 - GALLERY_TITLE_INCHES / height, wspace=0.05, hspace=GALLERY_TITLE_INCHES / GALLERY_TILE_INCHES,
+        top=1 - (top + GALLERY_TITLE_INCHES) / height, wspace=0.05, hspace=GALLERY_TITLE_INCHES / GALLERY_TILE_INCHES,
     )
     for r, c in enumerate(rows):
         for col, p in enumerate(members[c]):
