@@ -34,14 +34,17 @@ def grouped_bars(rows: list[dict[str, Any]], path: Path, metrics=BAR_METRICS, ti
         return None
     groups, methods = _groups(rows)
     width = 0.8 / len(methods)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(5.0, 1.3 * len(groups)) * len(metrics), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(5.0, 1.9 * len(groups)) * len(metrics), 3.8), squeeze=False)
     for ax, (metric, label) in zip(axes[0], metrics):
         for j, method in enumerate(methods):
             values = [next((r.get(metric) for r in rows if f"{r['backbone']}\n{r['init']}" == g and r["method"] == method),
                            None) for g in groups]
             xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
-            ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=method)
-        ax.set_xticks(range(len(groups)), groups)
+            bars = ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=method)
+            ax.bar_label(bars, labels=["-" if v is None else f"{v:.2f}" for v in values], fontsize=6, padding=1)
+        top = max((r.get(metric) or 0.0) for r in rows)
+        ax.set_ylim(min(0.0, min((r.get(metric) or 0.0) for r in rows)), max(top * 1.2, 0.05))
+        ax.set_xticks(range(len(groups)), groups, fontsize=8)
         ax.set_ylabel(label)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
@@ -67,14 +70,19 @@ def accuracy_scatter(rows: list[dict[str, Any]], path: Path, quality: str = "exp
         return None
     _, methods = _groups(rows)
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    named: set[tuple] = set()
     for method, marker in zip(methods, "osD^v<>"):
         chosen = [r for r in rows if r["method"] == method]
         ax.scatter([r["accuracy"] for r in chosen], [r[quality] for r in chosen], marker=marker, label=method, s=40)
         for r in chosen:
+            if (r["backbone"], r["init"], r["model"], r["accuracy"]) in named:
+                continue  # the post-hoc methods of one classifier share its accuracy: one label
+            named.add((r["backbone"], r["init"], r["model"], r["accuracy"]))
             ax.annotate(f"{r['backbone']} ({r['init']})", (r["accuracy"], r[quality]), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("test accuracy of the explained model")
-    ax.set_ylabel(quality.replace("_", " "))
+    ax.set_ylabel(quality.replace("_", " ").replace("f1", "F1"))
+    ax.set_ylim(bottom=0.0)
     ax.set_title("accuracy vs explanation quality")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -38,7 +38,9 @@ class InitUnavailable(Exception):
 
 
 def data_options(options: BenchmarkOptions) -> dict[str, Any]:
-    return {"shortcut": float(options.shortcut)} if options.data.startswith("synthetic-") else {}
+    """The dataset options of the training split: the benchmark's, and the tag's probability."""
+    shortcut = {"shortcut": float(options.shortcut)} if options.data.startswith("synthetic-") else {}
+    return dict(options.data_options) | shortcut
 
 
 def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path, *, progress: bool = True,
@@ -120,6 +122,7 @@ def evaluation_split(options: BenchmarkOptions, transform, *, tagged_raw: bool =
     synthetic = options.data.startswith("synthetic-")
     extra = {"image_size": options.image_size, "seed": options.seed, "num_samples": options.test_samples,
              "shortcut": 0.0} if synthetic else {"image_size": options.image_size}
+    extra = dict(options.data_options) | extra
     chosen = None if tagged_raw else transform
     for split in ("test", "val"):
         try:

@@ -42,6 +42,8 @@ def run(out: str | Path, options: BenchmarkOptions | None = None, *, preset: str
         options = options.replace(**changes)
     out = Path(out)
     ctx = DistContext.from_env()
+    if not ctx.is_main:  # one voice under torchrun
+        log = _silent
     store = RowStore(out, options)
     if ctx.is_main:
         store.open()
@@ -96,3 +98,7 @@ def _pair_rows(options: BenchmarkOptions, backbone: str, init: str, out: Path, m
     return {m: base | {"method": m, "status": "ok", "init_source": pair.init_source,
                        "frozen_tensors": pair.frozen_tensors} | scores[m]
             | {"train_seconds": round(trained, 1), "seconds": seconds} for m in methods}
+
+
+def _silent(_: str) -> None:
+    pass

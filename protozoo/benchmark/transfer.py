@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import types
 
 import timm
@@ -28,17 +29,24 @@ def protopnet_name(backbone: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
+def _stage_modules(name: str) -> tuple[str, ...]:
+    return tuple(info["module"] for info in timm.create_model(name, pretrained=False).feature_info)
+
+
 def stage_modules(backbone: Backbone) -> list[str]:
     """Module names of the timm model's feature stages, shallow first (its ``feature_info``)."""
-    return [info["module"] for info in timm.create_model(backbone.name, pretrained=False, **backbone.timm_kwargs).feature_info]
+    return list(_stage_modules(backbone.name))
 
 
 def frozen_stage_parameters(backbone: Backbone, stages: int) -> list[nn.Parameter]:
     """The parameters of the stem and the first ``stages`` feature stages of ``backbone``.
 
-    Parameters are registered in execution order in timm's CNNs, so the frozen ones are those
-    before the first parameter of stage ``stages`` (all of them when there is no such stage).
-    ``features_only`` bodies name ``features.denseblock1`` ``features_denseblock1``: both match.
+    Parameters are registered in execution order in timm's CNNs: the frozen ones run up to the
+    last parameter of the module that emits stage ``stages`` (ResNet stage 1 is the stem's
+    ``act1``, which has none: up to the stem's last), so a DenseNet's transition layer after
+    a frozen block, which downsamples for the next stage, trains. ``features_only`` bodies name
+    ``features.denseblock1`` ``features_denseblock1``: both match.
     """
     if stages <= 0:
         return []
@@ -46,8 +54,11 @@ def frozen_stage_parameters(backbone: Backbone, stages: int) -> list[nn.Paramete
     named = list(backbone.body.named_parameters())
     if stages >= len(modules):
         return [param for _, param in named]
-    prefixes = _prefixes(modules[stages])
-    boundary = next((i for i, (name, _) in enumerate(named) if name.startswith(prefixes)), len(named))
+    last = [i for i, (name, _) in enumerate(named) if name.startswith(_prefixes(modules[stages - 1]))]
+    if last:
+        return [param for _, param in named[: last[-1] + 1]]
+    following = _prefixes(modules[stages])
+    boundary = next((i for i, (name, _) in enumerate(named) if name.startswith(following)), len(named))
     return [param for _, param in named[:boundary]]
 
 

@@ -63,6 +63,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--last-layer-epochs", type=nonnegative_int, help="ProtoPNet's last-layer epochs after its push")
     parser.add_argument("--image-size", type=positive_int)
     parser.add_argument("--shortcut", type=_probability, help="probability of the class-coding tag on training images")
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option for every split, repeatable (e.g. lesion_size=3)")
     parser.add_argument("--shortcut-figures", action="store_true", default=None,
                         help="score the tag figures at --shortcut 0 too (the baseline)")
     parser.add_argument("--num-samples", type=positive_int, help="synthetic training images")
@@ -82,6 +84,10 @@ def options_from_args(args: argparse.Namespace):
     changes = {field: getattr(args, dest) for dest, field in FLAGS.items() if getattr(args, dest) is not None}
     if args.backbone_weights:
         changes["backbone_weights"] = _weights(args.backbone_weights)
+    if args.data_option:
+        from protozoo.cli.train import parse_options
+
+        changes["data_options"] = parse_options(args.data_option)
     return BenchmarkOptions.preset(args.preset, **changes) if args.preset else BenchmarkOptions(**changes)
 
 
