@@ -3,9 +3,10 @@
 :func:`intended_use` reads, first found wins:
 
 1. ``model.pretrained_cfg.extra["intended_use"]``: a line set by whoever trained the model.
-2. The model card (``README.md`` of a zoo model's ``weights/<arch.tag>/`` folder, or of the folder
-   the model was loaded from): the first paragraph of its ``## Intended use`` section, else its
-   sentence saying *not a clinical model* / *not for clinical use*.
+2. The model card (``README.md`` of a zoo model's ``weights/<arch.tag>/`` folder, or beside
+   ``pretrained_cfg.file``): the first paragraph of its ``## Intended use`` section, else its
+   sentence saying *not a clinical model* / *not for clinical use*. (A model loaded from a folder of
+   one's own carries its intended use in ``extra["intended_use"]``, saved in its ``config.json``.)
 3. ``pretrained_cfg.description`` when it says *not for clinical use*.
 4. The training data recorded by ``prepare_run`` (``extra["train_data"]["spec"]``): a built-in
    ``synthetic-*`` data set gives "Trained on synthetic data (<spec>) only; not for clinical use."
