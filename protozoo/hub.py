@@ -363,7 +363,8 @@ def locate_weights(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, r
         folder = checkout / folder_name
         if (folder / CONFIG_NAME).is_file():
             return folder
-        tried.append(f"the source checkout's weights folder: {str(folder)!r} does not exist")
+        tried.append(f"the source checkout's weights folder: {str(folder)!r} "
+                     + ("has no config.json" if folder.is_dir() else "does not exist"))
     else:
         tried.append(f"the source checkout's weights/: none (protozoo is installed at {str(Path(__file__).parent)!r})")
     if cfg.hf_hub_id:
