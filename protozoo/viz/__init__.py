@@ -1,5 +1,8 @@
 """Pictures of prototype models for people: prototype galleries, explanation panels (ProtoPNet,
-CC/MLO multi-view, lesion maps over a fundus), HTML reports.
+CC/MLO multi-view, lesion maps over a fundus), HTML reports. Each picture and report of a model
+whose intended use is known carries it as a banner (:mod:`protozoo.intended_use`), every panel its
+input's out-of-distribution note (:mod:`protozoo.ood`), and every panel's rows add up, with an
+"all other prototypes" row, to the score it names.
 
 Matplotlib with figures built directly (``matplotlib.figure.Figure``, no pyplot state), so they
 render on the Agg backend, headless and in threads.
