@@ -36,14 +36,15 @@ def grouped_bars(rows: list[dict[str, Any]], path: Path, metrics=BAR_METRICS, ti
     width = 0.8 / len(methods)
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(5.0, 1.9 * len(groups)) * len(metrics), 3.8), squeeze=False)
     for ax, (metric, label) in zip(axes[0], metrics):
+        top = max((r.get(metric) or 0.0) for r in rows)
+        digits = 3 if top < 0.1 else 2
         for j, method in enumerate(methods):
             values = [next((r.get(metric) for r in rows if f"{r['backbone']}\n{r['init']}" == g and r["method"] == method),
                            None) for g in groups]
             xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
             bars = ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=method)
-            ax.bar_label(bars, labels=["-" if v is None else f"{v:.2f}" for v in values], fontsize=6, padding=1)
-        top = max((r.get(metric) or 0.0) for r in rows)
-        ax.set_ylim(min(0.0, min((r.get(metric) or 0.0) for r in rows)), max(top * 1.2, 0.05))
+            ax.bar_label(bars, labels=["-" if v is None else f"{v:.{digits}f}" for v in values], fontsize=6, padding=1)
+        ax.set_ylim(min(0.0, min((r.get(metric) or 0.0) for r in rows) * 1.2), max(top * 1.2, 0.01))
         ax.set_xticks(range(len(groups)), groups, fontsize=8)
         ax.set_ylabel(label)
         ax.set_title(label)
@@ -82,6 +83,7 @@ def accuracy_scatter(rows: list[dict[str, Any]], path: Path, quality: str = "exp
                         xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("test accuracy of the explained model")
     ax.set_ylabel(quality.replace("_", " ").replace("f1", "F1"))
+    ax.margins(x=0.35, y=0.15)  # room for the labels
     ax.set_ylim(bottom=0.0)
     ax.set_title("accuracy vs explanation quality")
     ax.grid(alpha=0.3)

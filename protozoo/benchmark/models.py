@@ -68,7 +68,7 @@ def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path
         raise InitUnavailable(str(err)) from err
     model = run.model
     eval_tf = _fix_transforms(run, model, options)
-    init_source = getattr(model, "backbone_source", None) or "random init (seed {})".format(options.seed)
+    init_source = getattr(model, "backbone_source", None) or f"random init (seed {options.seed})"
     classifier = PlainClassifier(copy.deepcopy(model.backbone), len(model.pretrained_cfg.label_names))
     frozen = freeze_protopnet_stages(model, options.freeze_stages)
     recipe = _recipe(task_for(model).recipe(), options)

@@ -15,6 +15,13 @@ COLUMNS = ("backbone", "init", "method", "model", "accuracy", "auroc", "pointing
            "tag_lift", "tag_pointing_game", "prototypes_on_tag", "accuracy_drop")
 
 
+def reason(row: dict[str, Any]) -> str:
+    """Why a row was not scored, in one line (the weight sources tried, without the how-to)."""
+    lines = [line.strip(" -") for line in str(row.get("note") or row.get("status")).splitlines()]
+    parts = [line for line in lines if line and not line.startswith("Provide one")]
+    return " ".join(parts[:1] + ["; ".join(parts[1:])]).strip()
+
+
 def format_value(value: Any) -> str:
     if value is None:
         return "-"
@@ -29,7 +36,8 @@ def markdown_table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
         cells = [format_value(row.get(c)) if row.get("status") == "ok" or c in ("backbone", "init", "method", "model")
                  else "n/a" for c in shown]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    reasons = dict.fromkeys(f"{r['backbone']} {r['init']}: {reason(r)}" for r in rows if r.get("status") != "ok")
+    return "\n".join(lines + ([""] + [f"n/a: {reason}" for reason in reasons] if reasons else []))
 
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -40,7 +48,7 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> Path:
     body = []
     for row in rows:
         if row.get("status") != "ok":
-            note = html.escape(str(row.get("note", "")).splitlines()[0] if row.get("note") else row.get("status", ""))
+            note = html.escape(reason(row))
             body.append(f"<tr><td>{html.escape(row['backbone'])}</td><td>{html.escape(row['init'])}</td>"
                         f"<td>{html.escape(row['method'])}</td><td colspan='{len(shown) - 3}'>not run: {note}</td></tr>")
             continue

@@ -29,7 +29,7 @@ def protopnet_name(backbone: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stage_modules(name: str) -> tuple[str, ...]:
     return tuple(info["module"] for info in timm.create_model(name, pretrained=False).feature_info)
 
