@@ -91,9 +91,11 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device) -> Iterator[Batch]:
-    """Collated batches of the dataset in order, tensors moved to ``device``."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
+def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0) -> Iterator[Batch]:
+    """Collated batches of the dataset in order, tensors moved to ``device``; ``num_workers`` DataLoader
+    processes load (generate, transform, collate) the items while the model runs (0: in this process)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items,
+                        num_workers=num_workers)
     for batch in loader:
         yield to_device(batch, device)
 
@@ -274,6 +276,7 @@ def scan_parts(
     keypoints: str = "float",
     batch_size: int = 32,
     device: torch.device | str | None = None,
+    num_workers: int = 0,
 ) -> dict[str, PartCounts]:
     """One pass over the dataset counting parts inside each own-class prototype's peak box.
 
@@ -291,6 +294,8 @@ def scan_parts(
             :func:`parts_in_boxes`).
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
+        num_workers: DataLoader worker processes loading the items (0: in this process); the
+            order of the items, and so the noise, is the same for any count.
 
     Returns:
         ``{view: PartCounts}``.
@@ -298,13 +303,14 @@ def scan_parts(
     check_keypoints(keypoints)
     check_whole("half_size", half_size, allow_none=True)
     check_whole("batch_size", batch_size)
+    check_whole("num_workers", num_workers, minimum=0)
     check_dataset_fits(model, dataset)
     device = torch.device(device) if device is not None else model_device(model)
     prototype_class = model.prototype_class.to(device)  # (P,)
     num_prototypes = prototype_class.numel()
     counts: dict[str, PartCounts] = {}
     with torch.inference_mode():
-        for batch in iterate_batches(dataset, batch_size, device):
+        for batch in iterate_batches(dataset, batch_size, device, num_workers):
             b_idx, p_idx = own_prototypes(model, batch).nonzero(as_tuple=True)  # (N,) each: own-class pairs
             views = family_of(model).image_views(batch)
             clean = prototype_maps(model, batch)

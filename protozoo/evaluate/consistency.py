@@ -106,6 +106,7 @@ def consistency(
     batch_size: int = 32,
     device: torch.device | str | None = None,
     view: str | None = None,
+    num_workers: int = 0,
 ) -> ConsistencyResult:
     """Part consistency score of a prototype model (Huang et al., ICCV 2023).
 
@@ -129,13 +130,15 @@ def consistency(
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
         view: Which view to score for multi-view models; None for single-view models.
+        num_workers: DataLoader worker processes loading the items (0: in this process).
 
     Returns:
         A :class:`ConsistencyResult`; ``score`` is 0-100.
     """
     check_mu(mu)
     counts = scan_parts(
-        model, dataset, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+        model, dataset, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        num_workers=num_workers,
     )
     view = pick_view(list(counts), view)
     return consistency_from_counts(counts[view], mu=mu, view=view)

@@ -167,6 +167,7 @@ def consistency_and_stability(
     batch_size: int = 32,
     device: torch.device | str | None = None,
     view: str | None = None,
+    num_workers: int = 0,
 ) -> tuple[ConsistencyResult, StabilityResult]:
     """Consistency and stability in one pass (two forwards per batch instead of three).
 
@@ -175,7 +176,8 @@ def consistency_and_stability(
     check_mu(mu)
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
     counts = scan_parts(
-        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        num_workers=num_workers,
     )
     view = pick_view(list(counts), view)
     noise = {"noise_std": noise_std, "noise_clip": noise_clip, "noise_space": noise_space, "seed": seed}
@@ -198,6 +200,7 @@ def stability(
     batch_size: int = 32,
     device: torch.device | str | None = None,
     view: str | None = None,
+    num_workers: int = 0,
 ) -> StabilityResult:
     """Part stability score of a prototype model (Huang et al., ICCV 2023).
 
@@ -221,6 +224,7 @@ def stability(
         batch_size: Images per forward.
         device: Where to run; None uses the model's device.
         view: Which view to score for multi-view models; None for single-view models.
+        num_workers: DataLoader worker processes loading the items (0: in this process).
 
     Returns:
         A :class:`StabilityResult`; ``score`` (0-100) is the paper's: the mean over prototypes of
@@ -228,7 +232,8 @@ def stability(
     """
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
     counts = scan_parts(
-        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device
+        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        num_workers=num_workers,
     )
     view = pick_view(list(counts), view)
     return stability_from_counts(
