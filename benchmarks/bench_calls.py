@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 import warnings
 
 import timm
 import torch
+from _clock import add_clock_argument, describe, now, set_clock
 from torch.utils.data import DataLoader
 
 import protozoo
@@ -39,9 +39,9 @@ def best_times(fns, repeats: int) -> list[float]:
     times = [[] for _ in fns]
     for _ in range(repeats):
         for n, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = now()
             fn()
-            times[n].append(time.perf_counter() - start)
+            times[n].append(now() - start)
     return [min(t) for t in times]
 
 
@@ -112,7 +112,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--zoo-model", default="protopnet_efficientnet_lite0.synth_parts")
+    add_clock_argument(parser)
     args = parser.parse_args()
+    set_clock(args.clock)
+    print(f"clock: {args.clock} ({describe()})")
     fit_vs_bare(args.images, args.size, args.batch, args.repeats)
     zoo_vs_by_hand(args.zoo_model, 96, args.batch, args.repeats)
 

@@ -42,12 +42,12 @@ us), and the dataset as a user passes it (both sides load each item once through
 from __future__ import annotations
 
 import argparse
-import time
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _clock import add_clock_argument, describe, now, set_clock
 from torch.utils.data import DataLoader
 
 import protozoo
@@ -58,9 +58,9 @@ from protozoo.evaluate._parts import box_half_size, parts_inside
 
 
 def timed(fn):
-    start = time.perf_counter()
+    start = now()
     out = fn()
-    return time.perf_counter() - start, out
+    return now() - start, out
 
 
 @contextmanager
@@ -70,9 +70,9 @@ def forward_clock(model):
     inner = model.similarity_maps
 
     def similarity_maps(x):
-        start = time.perf_counter()
+        start = now()
         out = inner(x)
-        clock["forward"] += time.perf_counter() - start
+        clock["forward"] += now() - start
         return out
 
     model.similarity_maps = similarity_maps
@@ -226,7 +226,10 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the median is reported")
+    add_clock_argument(parser)
     args = parser.parse_args()
+    set_clock(args.clock)
+    print(f"clock: {args.clock} ({describe()})")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     name = "protopnet_resnet18"

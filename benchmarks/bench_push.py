@@ -56,13 +56,13 @@ import json
 import re
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
+from _clock import add_clock_argument, describe, now, set_clock
 from torch.utils.data import DataLoader, Dataset
 
 import protozoo
@@ -193,9 +193,9 @@ def best_times(fns, repeats: int) -> list[tuple[float, object]]:
     times, outs = [[] for _ in fns], [None] * len(fns)
     for _ in range(repeats):
         for n, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = now()
             outs[n] = fn()
-            times[n].append(time.perf_counter() - start)
+            times[n].append(now() - start)
     return [(min(t), out) for t, out in zip(times, outs)]
 
 
@@ -204,13 +204,13 @@ def speed(name: str, images: int, repeats: int) -> float:
     model = build_model(num_classes, per_class)
     loader = DataLoader(RandomImages(images, size, num_classes), batch_size=batch)
     threads = torch.get_num_threads()
-    start = time.perf_counter()
+    start = now()
     cached = cache_maps(model, loader)
-    backbone = time.perf_counter() - start
+    backbone = now() - start
     feature_size = tuple(cached[0][0].shape[2:])
-    start = time.perf_counter()
+    start = now()
     table = cell_boxes(model, feature_size, (size, size))
-    probes = time.perf_counter() - start
+    probes = now() - start
     torch.set_num_threads(1)  # the loop is single-threaded numpy
     initial = model.prototypes.detach().clone()
     (slow, (rows, vectors, updates)), (fast, provenance) = best_times(
@@ -246,9 +246,9 @@ def median_times(fns, repeats: int) -> list[tuple[float, list[float], object]]:
     times, outs = [[] for _ in fns], [None] * len(fns)
     for _ in range(repeats):
         for n, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = now()
             outs[n] = fn()
-            times[n].append(time.perf_counter() - start)
+            times[n].append(now() - start)
     return [(sorted(t)[(len(t) - 1) // 2], t, out) for t, out in zip(times, outs)]
 
 
@@ -358,7 +358,10 @@ def main() -> None:
     parser.add_argument("--whole-size", type=int, default=160)
     parser.add_argument("--whole-repeats", type=int, default=3)
     parser.add_argument("--parts", action="store_true", help="also the cached-map and memory sections")
+    add_clock_argument(parser)
     args = parser.parse_args()
+    set_clock(args.clock)
+    print(f"clock: {args.clock} ({describe()})")
     if args.memory_run:
         _, _, size, batch = SETTINGS["small"]
         print(json.dumps(memory_run(args.memory_run, size, batch)))

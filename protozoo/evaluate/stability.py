@@ -4,7 +4,6 @@ evaluation of consistency and stability together."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
