@@ -145,3 +145,18 @@ def test_visible_fraction_says_what_a_geometry_cuts() -> None:
     trimmed = build_transforms(resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=0.875),
                                train=False)
     assert trimmed.visible_fraction(ROWS, COLS)[0] == pytest.approx(0.875, abs=0.01)
+
+
+def test_protozoo_explain_says_what_a_centre_cropped_model_does_not_see(tmp_path, monkeypatch, capsys) -> None:
+    """A model trained with the centre crop is fed as trained, and the CLI says what that cuts away."""
+    import protozoo
+
+    model = protozoo.create_model("protopnet_resnet18", in_chans=1, num_classes=2, **TINY)
+    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, 32, 32))  # crop_mode "center", 0.875
+    model.save_pretrained(tmp_path / "model")
+    dicom = write_dicom(tmp_path / "view.dcm", np.full((ROWS // 8, COLS // 8), 1000, dtype=np.uint16))
+    monkeypatch.setattr(explain_cli, "explain", lambda *args, **kwargs: (_ for _ in ()).throw(_Seen()))
+    with pytest.raises(_Seen):
+        protozoo.cli.main(["explain", str(dicom), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out")])
+    assert "crop_mode='center' crop_pct=0.875, so 48% of its rows and 88% of its columns reach the model" in \
+        capsys.readouterr().out

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     panels, predicted, stems = [], set(), set()
     for start in range(0, len(args.images), len(names)):
         files = args.images[start:start + len(names)]
-        inputs = [transform({"image": _read(path, model)})["image"] for path in files]  # (C, H, W) each
+        inputs = [_fitted(path, model, transform) for path in files]  # (C, H, W) each
         explanation = explain(model, inputs[0] if len(inputs) == 1 else tuple(inputs), args.top_k,
                               class_idx=args.class_idx)
         stem = "+".join(Path(path).stem for path in files)
@@ -97,6 +97,19 @@ def _measure_ood(model, sources, args: argparse.Namespace, transform) -> None:
         return
     stats = calibrate(model, sources, description=what)
     print(f"out-of-distribution statistics measured now on {stats['images']} items of {what}")
+
+
+def _fitted(path: str, model, transform) -> "torch.Tensor":
+    """The image file under the model's eval geometry; says so when that geometry (the one the
+    model was trained with) cuts part of the image away (a centre crop of a mammogram)."""
+    image = _read(path, model)  # (C, H, W)
+    rows, cols = transform.visible_fraction(*image.shape[-2:])
+    if rows < 1 or cols < 1:
+        print(f"note: {path} is {image.shape[-1]}x{image.shape[-2]} px; this model was trained with "
+              f"crop_mode={transform.crop_mode!r} crop_pct={transform.crop_pct}, so {rows:.0%} of its rows and "
+              f"{cols:.0%} of its columns reach the model (a model trained on mammograms or fundus photographs "
+              "with protozoo train letterboxes them whole)")
+    return transform({"image": image})["image"]
 
 
 def _read(path: str, model) -> "torch.Tensor":
