@@ -99,9 +99,9 @@ def _measure_ood(model, sources, args: argparse.Namespace, transform) -> None:
     print(f"out-of-distribution statistics measured now on {stats['images']} items of {what}")
 
 
-def _fitted(path: str, model, transform) -> "torch.Tensor":
-    """The image file under the model's eval geometry; says so when that geometry (the one the
-    model was trained with) cuts part of the image away (a centre crop of a mammogram)."""
+def _fitted(path: str, model, transform):
+    """The (C, H, W) image of the file under the model's eval geometry; says so when that geometry
+    (the one the model was trained with) cuts part of the image away (a centre crop of a mammogram)."""
     image = _read(path, model)  # (C, H, W)
     rows, cols = transform.visible_fraction(*image.shape[-2:])
     if rows < 1 or cols < 1:
