@@ -183,3 +183,24 @@ def test_bad_options_are_named():
         BenchmarkOptions(data="folder:/x", shortcut=0.5)
     with pytest.raises(ValueError, match="inits must be"):
         BenchmarkOptions(inits=("imagenet21k",))
+    with pytest.raises(ValueError, match=r"data_options \['seed'\] are the benchmark's own"):
+        BenchmarkOptions(data_options={"seed": 3})
+
+
+def test_a_missing_weight_file_is_an_error_not_a_row(tmp_path):
+    options = BenchmarkOptions(**(TINY | {"inits": ("imagenet",), "backbone_weights": {"resnet18": "nope.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match=r"backbone_weights\['resnet18'\]: 'nope.safetensors' does not exist"):
+        run(tmp_path, options, progress=False, log=lambda _: None)
+
+
+def test_imagenet_rows_from_a_backbone_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(weights))
+    rows = run(tmp_path / "out", progress=False, log=lambda _: None, report=False,
+               **(TINY | {"inits": ("imagenet",), "methods": ("gradcam",), "faithfulness_samples": 0,
+                          "backbone_weights": {"resnet18": str(weights)}}))
+    assert rows[0]["status"] == "ok" and rows[0]["init_source"] == f"file {weights}"
+    assert rows[0]["infidelity"] is None  # faithfulness_samples=0: not measured, not made up

@@ -69,6 +69,7 @@ def train_classifier(model: PlainClassifier, train_data, *, epochs: int, batch_s
 
 
 def save_classifier(model: PlainClassifier, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # no ProtoPNet run folder when no method explains it
     write_state_dict(model.state_dict(), path)
 
 

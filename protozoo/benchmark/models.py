@@ -58,6 +58,9 @@ def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path
 
     name = protopnet_name(backbone)
     weights = options.backbone_weights.get(backbone)
+    if weights is not None and not Path(weights).is_file():  # a typo is an error, not an "unavailable" row
+        raise FileNotFoundError(f"backbone_weights[{backbone!r}]: {weights!r} does not exist (a timm state dict, "
+                                ".safetensors or .pth, of that backbone)")
     synthetic = options.data.startswith("synthetic-")
     try:
         run = prepare_run(name, options.data, image_size=options.image_size,
