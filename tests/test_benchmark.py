@@ -17,6 +17,7 @@ from protozoo.benchmark.maps import dataset_maps
 from protozoo.benchmark.models import evaluation_split
 from protozoo.benchmark.rows import row_key
 from protozoo.benchmark.scoring import nanmean
+from protozoo.benchmark.shortcut import TaggedTest
 from protozoo.data import build_transforms, resolve_data_config
 from protozoo.evaluate import classification, localization, posthoc_localization
 from protozoo.evaluate.localization import per_image_localization, per_image_pixel_scores
@@ -26,7 +27,7 @@ pytest.importorskip("captum")
 
 TINY = dict(backbones=("resnet18",), inits=("random",), methods=("gradcam", "gradcam++", "prototypes"), epochs=1,
             last_layer_epochs=0, image_size=64, train_samples=16, test_samples=8, faithfulness_samples=2,
-            perturbations=2, batch_size=8)
+            perturbations=2, batch_size=8, shortcut_figures=True)
 LOCALIZATION = ("pointing_game", "iou", "dice", "activation_precision")
 
 
@@ -78,6 +79,10 @@ def test_every_score_is_its_evaluators(tiny):
         pixel = per_image_pixel_scores(maps.maps, maps.masks)
         for name in ("explanation_f1", "explanation_precision", "explanation_recall", "energy"):
             assert _close(row[name], nanmean(pixel[name])), (method, name)
+        tagged = dataset_maps(method, model, TaggedTest(evaluation_split(BenchmarkOptions(**TINY), None, tagged_raw=True),
+                                                        test.transform), batch_size=8)
+        assert _close(row["tag_energy"], nanmean(per_image_pixel_scores(tagged.maps, tagged.masks)["energy"]))
+        assert _close(row["tag_pointing_game"], nanmean(per_image_localization(tagged.maps, tagged.masks)["pointing_game"]))
         images = torch.stack([test[i]["image"] for i in range(2)])
         labels = torch.tensor([int(test[i]["label"]) for i in range(2)])
         faithful = faithfulness(method, model, images, labels, perturbations=2, seed=0)
@@ -120,7 +125,7 @@ def test_outputs(tiny):
     assert {"backbone", "init", "method", "accuracy", "auroc", "explanation_f1", "pointing_game", "infidelity",
             "max_sensitivity", "options"} <= set(header)
     report = (out / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 2  # the bars and the scatter (no shortcut: no third)
+    assert report.count("data:image/png;base64,") == 3  # the bars, the scatter, the tag figures
     assert "<td>resnet18</td><td>random</td><td>prototypes</td>" in report
     assert (out / "figures" / "localization_by_architecture.png").stat().st_size > 1000
     assert any(line.startswith("[1/1] resnet18 random") for line in lines)
@@ -154,7 +159,7 @@ def test_command_line_continues_the_run_and_prints_the_table(tiny, capsys):
     argv = ["benchmark", "--out", str(out), "--backbones", "resnet18", "--init", "random", "--methods",
             "gradcam,gradcam++,prototypes", "--epochs", "1", "--last-layer-epochs", "0", "--image-size", "64",
             "--num-samples", "16", "--test-samples", "8", "--faithfulness-samples", "2", "--perturbations", "2",
-            "--batch-size", "8", "--no-progress"]
+            "--batch-size", "8", "--shortcut-figures", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "rows done, skipped" in printed and "| resnet18 | random | gradcam |" in printed
