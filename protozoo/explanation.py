@@ -24,7 +24,7 @@ Boxes are half-open pixel boxes ``[x0, y0, x1, y1]`` of the input: ``image[..., 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -544,7 +544,7 @@ def explain_lesion(
     diagnosis_weight = model.head.diagnosis.weight.detach()  # (K, L), non-negative
     diagnosis_bias = model.head.diagnosis.bias.detach()  # (K,)
     lesion_bias = model.head.lesion_bias.detach()  # (L,)
-    own = [(model.prototype_class == l).nonzero().flatten() for l in range(len(lesion_names))]  # L x (M,)
+    own = [(model.prototype_class == lesion).nonzero().flatten() for lesion in range(len(lesion_names))]  # L x (M,)
     lesion_probabilities = output.lesion_logits.sigmoid()  # (B, L)
     lesion_maps = model.lesion_maps(images).cpu()  # (B, L, H, W)
     probabilities = output.logits.float().softmax(dim=1).cpu()  # (B, K)
@@ -555,19 +555,19 @@ def explain_lesion(
         contributions = diagnosis_weight[c] * lesion_probabilities[b]  # (L,)
         lesions = [
             LesionEvidence(
-                index=l,
+                index=k,
                 name=name,
-                probability=float(lesion_probabilities[b, l]),
-                found=float(lesion_probabilities[b, l]) >= LESION_FOUND_PROBABILITY,
-                weight=float(diagnosis_weight[c, l]),
-                contribution=float(contributions[l]),
-                lesion_map=lesion_maps[b, l],
-                prototypes=_top_evidence(model, output.similarities[b], output.distance_maps[b], lesion_weight[l],
-                                         top_k, size, lesion_names, among=own[l]),
-                logit=float(output.lesion_logits[b, l]),
-                lesion_bias=float(lesion_bias[l]),
+                probability=float(lesion_probabilities[b, k]),
+                found=float(lesion_probabilities[b, k]) >= LESION_FOUND_PROBABILITY,
+                weight=float(diagnosis_weight[c, k]),
+                contribution=float(contributions[k]),
+                lesion_map=lesion_maps[b, k],
+                prototypes=_top_evidence(model, output.similarities[b], output.distance_maps[b], lesion_weight[k],
+                                         top_k, size, lesion_names, among=own[k]),
+                logit=float(output.lesion_logits[b, k]),
+                lesion_bias=float(lesion_bias[k]),
             )
-            for l, name in enumerate(lesion_names)
+            for k, name in enumerate(lesion_names)
         ]
         found = sorted((ev for lesion in lesions if lesion.found for ev in lesion.prototypes),
                        key=lambda ev: ev.contribution, reverse=True)

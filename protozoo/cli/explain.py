@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from torch import Tensor
+
 from protozoo.builder import load
 from protozoo.cli._args import add_data_option, parse_data_options
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
@@ -112,7 +114,7 @@ def _fitted(path: str, model, transform):
     return transform({"image": image})["image"]
 
 
-def _read(path: str, model) -> "torch.Tensor":
+def _read(path: str, model) -> Tensor:
     """The image file, refused when it is smaller than one feature cell: resized up, it would be
     explained as if it had content (a 1x1 image read as probability 0.46)."""
     image = read_image(path)  # (C, H, W)

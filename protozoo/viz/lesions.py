@@ -16,8 +16,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from protozoo.explanation import Explanation
-from protozoo.viz.panel import draw_header, header_inches, header_lines, render_panel
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, to_display
+from protozoo.viz.panel import draw_header, header_inches, header_lines, render_panel
 
 __all__ = ["because_lines", "evidence_class", "lesion_panel_footer", "lesion_panel_title", "lesion_terms",
            "render_lesion_maps", "render_lesion_panel"]

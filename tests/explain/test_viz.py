@@ -13,7 +13,16 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from protozoo.explanation import explain
-from protozoo.viz import blend_heatmap, crop, panel_size, render_gallery, render_panel, render_report, to_display, window
+from protozoo.viz import (
+    blend_heatmap,
+    crop,
+    panel_size,
+    render_gallery,
+    render_panel,
+    render_report,
+    to_display,
+    window,
+)
 from protozoo.viz.panel import header_lines
 
 
