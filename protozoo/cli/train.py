@@ -68,7 +68,7 @@ def scale_schedule(recipe: Recipe, epochs: int, *, keep: set[str] = frozenset())
 
     Each becomes the same fraction of the run, rounded: the 30-epoch default (warm 5, first push
     after 10, then every 10, 20 last-layer epochs per push, a decay every 5 joint epochs) at
-    ``epochs=2`` warms 0, pushes after epochs 1 and 2 with 1 last-layer epoch each. A phase the
+    ``epochs=2`` warms 1, pushes after epochs 1 and 2 with 1 last-layer epoch each. A phase the
     recipe has keeps at least one epoch (the warm phase: while a joint epoch is left), and the
     first push comes at the latest after the last epoch. Fields in ``keep`` (given as flags)
     are left out.
