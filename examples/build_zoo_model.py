@@ -33,6 +33,7 @@ from protozoo.family import family_of
 from protozoo.hub import weights_root
 from protozoo.model_card import METRICS_NAME, read_metrics, render_card
 from protozoo.model_card import write_card as write_model_card
+from protozoo.ood import calibrate as calibrate_ood
 from protozoo.serialization import write_json, write_state_dict
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
@@ -83,6 +84,8 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     # push reads the model family's views: a multi-view model's prototypes come from CC and MLO images
     fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out_root / "runs" / name, progress=False)
     model = run.model.eval()
+    # What "far from the training data" means for this model (protozoo.ood): explain's OOD note
+    calibrate_ood(model, run.push, description=f"{spec['data']} training images")
 
     generated = spec["data"].startswith("synthetic-")
     sizing = {"image_size": image_size, "seed": seed} if generated else {}
