@@ -160,3 +160,25 @@ def test_protozoo_explain_says_what_a_centre_cropped_model_does_not_see(tmp_path
         protozoo.cli.main(["explain", str(dicom), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out")])
     assert "crop_mode='center' crop_pct=0.875, so 48% of its rows and 88% of its columns reach the model" in \
         capsys.readouterr().out
+
+
+def test_a_cbis_ddsm_dataset_letterboxes_its_views_and_their_roi_masks(tmp_path) -> None:
+    """``image_size`` on real-format CBIS-DDSM files: each 80 x 32 view is letterboxed, its ROI mask with it."""
+    from fixtures import make_cbis_breasts
+
+    from protozoo.data import load_dataset
+
+    root = make_cbis_breasts(tmp_path / "cbis", per_class=1, shape=(80, 32))
+    whole = load_dataset(f"cbis-ddsm:{root}", "train")
+    boxed = load_dataset(f"cbis-ddsm:{root}", "train", image_size=40)
+    for index in range(len(whole)):
+        for view in ("cc", "mlo"):
+            raw, out = whole[index]["views"][view], boxed[index]["views"][view]
+            assert out["image"].shape == out["mask"].shape == (1, 40, 40)
+            assert out["image"][0, :, :12].abs().max() == 0 and out["image"][0, :, -12:].abs().max() == 0  # 16 px wide
+            # The mass keeps its place and size: half the resolution, the mask's rows and columns halved.
+            ys, xs = torch.nonzero(raw["mask"][0], as_tuple=True)
+            oy, ox = torch.nonzero(out["mask"][0], as_tuple=True)
+            assert abs(oy.float().mean() - (ys.float().mean() + 0.5) / 2 + 0.5) <= 0.5
+            assert abs(ox.float().mean() - 12 - (xs.float().mean() + 0.5) / 2 + 0.5) <= 0.5
+            assert float(out["mask"].sum()) == pytest.approx(float(raw["mask"].sum()) / 4, rel=0.3)
