@@ -28,7 +28,14 @@ import torch
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
 from protozoo.data.collate import collate_items
-from protozoo.evaluate import classification, consistency, lesion_aurocs, localization, stability
+from protozoo.evaluate import (
+    classification,
+    consistency,
+    lesion_aurocs,
+    localization,
+    mask_localization,
+    stability,
+)
 from protozoo.family import family_of
 from protozoo.hub import weights_root
 from protozoo.model_card import METRICS_NAME, read_metrics, render_card
@@ -154,6 +161,8 @@ def localization_comparison(model, test) -> list[dict]:
     results = [("prototypes (top of the true class)", localization(model, test))]
     results += [(f"Grad-CAM [{branch}]", posthoc_localization(model, test, method="gradcam", branch=branch))
                 for branch in saliency_branches(model)]
+    # the ceiling: activation precision is bounded below 1 where lesions are under 5% of the image
+    results += [("lesion masks themselves (the ceiling)", mask_localization(model, test))]
     return [{"map": name, "pointing_game": round(r.pointing_game, 4), "activation_precision": round(r.activation_precision, 4),
              "iou": round(r.iou, 4), "images": r.evaluated} for name, r in results]
 

@@ -21,7 +21,12 @@ from protozoo.evaluate.classification import (
     macro_auroc,
 )
 from protozoo.evaluate.consistency import ConsistencyResult, consistency
-from protozoo.evaluate.localization import LocalizationResult, localization, localization_from_maps
+from protozoo.evaluate.localization import (
+    LocalizationResult,
+    localization,
+    localization_from_maps,
+    mask_localization,
+)
 from protozoo.evaluate.posthoc import gradcam, posthoc_localization, posthoc_maps
 from protozoo.evaluate.prototype_stats import PrototypeStats, duplicate_pairs, prototype_stats
 from protozoo.evaluate.stability import StabilityResult, consistency_and_stability, gaussian_noise, stability
@@ -43,6 +48,7 @@ __all__ = [
     "gradcam",
     "localization",
     "localization_from_maps",
+    "mask_localization",
     "macro_auroc",
     "model_logits",
     "own_prototypes",

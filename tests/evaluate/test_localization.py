@@ -61,3 +61,24 @@ def test_model_uses_top_prototype_of_the_chosen_class():
     assert predicted.per_image["iou"].tolist()[:2] == localization_from_maps(maps, masks).per_image["iou"].tolist()[:2]
     with pytest.raises(ValueError, match="mask"):
         localization(model, [{k: v for k, v in item.items() if k != "mask"} for item in items])
+
+
+def test_mask_localization_is_the_ceiling_a_perfect_map_reaches():
+    """The masks as maps: pointing game and IoU 1; activation precision min(1, lesion px / top px),
+    below 1 for a lesion smaller than the top fraction; a model's score never exceeds it."""
+    from protozoo.evaluate import mask_localization
+
+    maps, masks = crafted()
+    masks[1] = 0
+    masks[1, 0, 0] = 1  # 1 px lesion: at most 1 of the top 4 px can be lesion
+    items = [{"image": maps[i][None].expand(4, -1, -1), "label": 1, "mask": masks[i][None], "id": str(i)}
+             for i in range(3)]
+    model = FakeModel(lambda x: x, [0, 0, 1, 1], logits_fn=lambda x: torch.zeros(len(x), 2))
+    ceiling = mask_localization(model, items, batch_size=2)
+    assert ceiling.evaluated == 2 and ceiling.details["map"] == "the lesion mask itself"
+    assert ceiling.per_image["pointing_game"].tolist()[:2] == [1.0, 1.0]
+    assert ceiling.per_image["iou"].tolist()[:2] == [1.0, 1.0]
+    assert ceiling.per_image["activation_precision"].tolist()[:2] == [1.0, 0.25]  # 16 >= 4 px; 1 of 4 px
+    scored = localization(model, items, batch_size=2)
+    for name in ("pointing_game", "iou", "activation_precision"):
+        assert getattr(scored, name) <= getattr(ceiling, name)
