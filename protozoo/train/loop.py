@@ -281,7 +281,7 @@ def _train_step(run: _Run, wrapped, train_data: Dataset, val_data: Dataset | Non
            "lr": max(g["lr"] for g in optimizer.param_groups)}
     row |= train_epoch(run.model, wrapped, run.loader(train_data, shuffle=True, epoch=step.epoch), optimizer, run.recipe,
                        run.task, step.phase, run.device, run.ctx, progress=run.progress and run.ctx.is_main,
-                       desc=f"epoch {step.epoch} {step.phase}")
+                       desc=f"epoch {step.epoch} {step.phase}", perturb=_input_noise(run, step.epoch))
     if step.phase == "joint":
         run.schedulers["joint"].step()
     if val_data is not None:
@@ -321,13 +321,25 @@ def _finish(run: _Run, history: list[dict[str, Any]]) -> FitResult:
 
 
 def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext,
-                *, progress: bool, desc: str) -> dict[str, float]:
-    """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks)."""
+                *, progress: bool, desc: str, perturb=None) -> dict[str, float]:
+    """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks).
+    ``perturb``: ``x -> x'`` applied to every image input of the model (the recipe's input noise)."""
     model.train()
     if recipe.freeze_norm_stats:  # else every norm layer updates its statistics, as the reference's model.train()
         freeze_frozen_norms(model)
     batches = tqdm(loader, desc=desc, disable=not progress, leave=False)
-    return _pass(model, wrapped, batches, recipe, task, phase, device, ctx, optimizer=optimizer)
+    return _pass(model, wrapped, batches, recipe, task, phase, device, ctx, optimizer=optimizer, perturb=perturb)
+
+
+def _input_noise(run: _Run, epoch: int):
+    """The recipe's training-input noise for one epoch (None when off): a generator seeded by the
+    run's seed, the epoch and the rank, so a resumed run draws the same noise."""
+    std = run.recipe.input_noise
+    if not std:
+        return None
+    from protozoo.evaluate.stability import gaussian_noise
+
+    return gaussian_noise(std=std, clip=1.25 * std, seed=run.recipe.seed * 100_003 + epoch * 101 + run.ctx.rank)
 
 
 @torch.no_grad()
@@ -341,13 +353,13 @@ def evaluate_loss(model, loader, recipe: Recipe, task: Task, phase: str, device,
 
 
 def _pass(model, wrapped, batches, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext, *,
-          optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+          optimizer: torch.optim.Optimizer | None = None, perturb=None) -> dict[str, float]:
     """Run ``wrapped`` over the batches, stepping ``optimizer`` when given; mean terms and accuracy."""
     sums: dict[str, float] = {}
     correct = seen = 0
     for batch in batches:
         batch = to_device(batch, device)
-        output = task.forward(wrapped, batch)
+        output = task.forward(wrapped, batch, perturb)
         loss, terms = task.loss(model, output, batch, recipe.loss, phase)
         labels = task.targets(batch)
         if optimizer is not None:
