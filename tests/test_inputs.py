@@ -32,7 +32,7 @@ def test_image_smaller_than_stride(model):
         model(torch.rand(1, 3, 16, 16))
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_nan_or_inf(model, bad):
     x = torch.rand(1, 3, 64, 64)
     x[0, 1, 3, 4] = bad

@@ -74,7 +74,9 @@ class ProtoModel(nn.Module):
                 f"image size {tuple(x.shape[-2:])} is smaller than the backbone's stride "
                 f"({self.min_input_size} px); resize the images to at least {self.min_input_size} px"
             )
-        if not torch.isfinite(x).all():
+        # NaN carries through min/max and +-Inf lands at an end: one reduction, no (B, C, H, W) mask
+        low, high = torch.aminmax(x.detach()) if x.numel() else (x.new_zeros(()), x.new_zeros(()))
+        if not (torch.isfinite(low) and torch.isfinite(high)):
             raise ValueError("input contains NaN or Inf values; check the image loading and normalisation")
         return x
 
