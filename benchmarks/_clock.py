@@ -17,8 +17,12 @@ _chosen = ["wall"]
 
 
 def add_clock_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clock", choices=sorted(_CLOCKS), default="wall",
-                        help="wall time, or this process's CPU time (robust to other jobs' load)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(_CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (robust to other jobs' load)",
+    )
 
 
 def set_clock(name: str) -> None:

@@ -59,8 +59,7 @@ def fit_vs_bare(images: int, size: int, batch: int, repeats: int) -> None:
     data = load_dataset("synthetic-parts", "train", image_size=size, num_samples=images, seed=0)
     torch.manual_seed(0)
     base = protozoo.create_model("protopnet_resnet18", num_classes=data.num_classes, prototypes_per_class=2)
-    recipe = Recipe(epochs=1, warm_epochs=0, push_start=10**6, push_at_end=False, last_layer_epochs=0,
-                    batch_size=batch)
+    recipe = Recipe(epochs=1, warm_epochs=0, push_start=10**6, push_at_end=False, last_layer_epochs=0, batch_size=batch)
     assert [step.phase for step in recipe.plan()] == ["joint"]
     task = task_for(base)
 
@@ -79,8 +78,10 @@ def fit_vs_bare(images: int, size: int, batch: int, repeats: int) -> None:
             optimizer.step()
 
     t_fit, t_bare = best_times([run_fit, run_bare], repeats)
-    print(f"fit: protopnet_resnet18, {images} synthetic-parts images at {size} px, batch {batch}, one joint epoch, "
-          f"{torch.get_num_threads()} threads, median of {repeats} interleaved rounds [every run]:")
+    print(
+        f"fit: protopnet_resnet18, {images} synthetic-parts images at {size} px, batch {batch}, one joint epoch, "
+        f"{torch.get_num_threads()} threads, median of {repeats} interleaved rounds [every run]:"
+    )
     print(f"  bare PyTorch loop  {t_bare:7.2f} s {every(1)}")
     print(f"  protozoo fit       {t_fit:7.2f} s {every(0)}  fit / bare {t_fit / t_bare:5.3f}x (goal <= 1.10)")
 
@@ -91,8 +92,9 @@ def zoo_vs_by_hand(name: str, size: int, batch: int, repeats: int) -> None:
         model = protozoo.load(name).eval()
     cfg = model.config
     stage = cfg.feature_stage
-    body = timm.create_model(cfg.backbone, features_only=True, out_indices=(stage,), in_chans=cfg.in_chans,
-                             pretrained=False)
+    body = timm.create_model(
+        cfg.backbone, features_only=True, out_indices=(stage,), in_chans=cfg.in_chans, pretrained=False
+    )
     body.blocks = body.blocks[: max(body._stage_out_idx)]  # by hand: the blocks up to the one that ends the stage
     body.load_state_dict(model.backbone.body.state_dict(), strict=True)
     body.eval()
@@ -100,6 +102,7 @@ def zoo_vs_by_hand(name: str, size: int, batch: int, repeats: int) -> None:
     x = torch.randn(batch, cfg.in_chans, size, size)
 
     with torch.inference_mode():
+
         def zoo():
             return model(x)
 
@@ -109,11 +112,15 @@ def zoo_vs_by_hand(name: str, size: int, batch: int, repeats: int) -> None:
         assert torch.equal(zoo().logits, by_hand().logits)
         zoo(), by_hand()  # warm-up
         t_zoo, t_hand = best_times([zoo, by_hand], repeats * 3)
-    print(f"forward: {name} (timm {cfg.backbone}, stage {stage}), batch {batch} at {size} px, inference_mode, "
-          f"median of {repeats * 3} interleaved rounds [every run, ms]:")
+    print(
+        f"forward: {name} (timm {cfg.backbone}, stage {stage}), batch {batch} at {size} px, inference_mode, "
+        f"median of {repeats * 3} interleaved rounds [every run, ms]:"
+    )
     print(f"  timm truncated by hand + head  {t_hand * 1e3:7.1f} ms {every(1, 1e3)}")
-    print(f"  zoo model(x)                   {t_zoo * 1e3:7.1f} ms {every(0, 1e3)}  zoo / by hand {t_zoo / t_hand:5.3f}x "
-          "(goal <= 1.02; the zoo side includes its input checks)")
+    print(
+        f"  zoo model(x)                   {t_zoo * 1e3:7.1f} ms {every(0, 1e3)}  zoo / by hand {t_zoo / t_hand:5.3f}x "
+        "(goal <= 1.02; the zoo side includes its input checks)"
+    )
 
 
 def main() -> None:

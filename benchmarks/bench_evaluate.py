@@ -263,7 +263,9 @@ def main() -> None:
     if as_given:
         check_same(best["ours on the dataset"][2], ref)
     acts, labels, parts, visible = reference_inference(model, items, args.batch)
-    t_score = sorted(timed(lambda: scoring_only(acts, parts, visible, args.size, half))[0] for _ in range(r))[(r - 1) // 2]
+    t_score = sorted(timed(lambda: scoring_only(acts, parts, visible, args.size, half))[0] for _ in range(r))[
+        (r - 1) // 2
+    ]
     score_loop = lambda: reference_scoring(acts, labels, parts, visible, args.size, half, args.classes)  # noqa: E731
     t_loop = sorted(timed(score_loop)[0] for _ in range(r))[(r - 1) // 2]
 
@@ -291,13 +293,19 @@ def main() -> None:
     if not as_given:
         return
     (t_plain_ds, _, _), (t_ours_ds, f_ours_ds, _) = best["plain on the dataset"], best["ours on the dataset"]
-    print("2. on the dataset as a user passes it (each item generated and transformed once, by the DataLoader, on both sides):")
-    print(f"plain inference            {t_plain_ds:8.2f} s {every('plain on the dataset')}: DataLoader(dataset) + model(x)")
+    print(
+        "2. on the dataset as a user passes it (each item generated and transformed once, by the DataLoader, on both sides):"
+    )
+    print(
+        f"plain inference            {t_plain_ds:8.2f} s {every('plain on the dataset')}: DataLoader(dataset) + model(x)"
+    )
     print(f"consistency + stability    {t_ours_ds:8.2f} s {every('ours on the dataset')}: the whole call; "
           f"2 forwards {f_ours_ds:.2f} s, rest {t_ours_ds - f_ours_ds:.2f} s")  # fmt: skip
     print(f"ours / plain inference     {t_ours_ds / t_plain_ds:8.2f} x   (the items are made once: below 2)")
-    print(f"ours on the dataset / plain on batches made beforehand {t_ours_ds / t_plain:.2f} x "
-          "(not a like-for-like figure: it charges the item generation to ours only)")
+    print(
+        f"ours on the dataset / plain on batches made beforehand {t_ours_ds / t_plain:.2f} x "
+        "(not a like-for-like figure: it charges the item generation to ours only)"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def main() -> None:
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 1 image, {args.size} px, "
-          f"{model.num_prototypes} prototypes, top-{args.top_k}, {args.repeats} repeats")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, 1 image, {args.size} px, "
+        f"{model.num_prototypes} prototypes, top-{args.top_k}, {args.repeats} repeats"
+    )
     for name, median in medians.items():
         print(f"{name:>8}: {median * 1e3:8.1f} ms (median)")
     ratio = medians["explain"] / medians["forward"]

@@ -58,8 +58,10 @@ def main() -> None:
         "protopnet_resnet18": protozoo.create_model("protopnet_resnet18", num_classes=args.classes),
     }
     optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-3) for k, m in models.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.size} px, "
-          f"{args.classes} classes, {args.repeats} repeats")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.size} px, "
+        f"{args.classes} classes, {args.repeats} repeats"
+    )
 
     results = {}
     for phase in ("train", "infer"):
@@ -68,10 +70,10 @@ def main() -> None:
             for name, model in models.items():  # alternate so drift hits both equally
                 if phase == "train":
                     model.train()
-                    t = timed(lambda: train_step(model, optimizers[name], x, y))
+                    t = timed(lambda model=model, name=name: train_step(model, optimizers[name], x, y))
                 else:
                     model.eval()
-                    t = timed(lambda: infer(model, x))
+                    t = timed(lambda model=model: infer(model, x))
                 if i >= args.warmup:
                     times[name].append(t)
         medians = {k: statistics.median(v) for k, v in times.items()}

@@ -91,9 +91,7 @@ class RandomImages(Dataset):
 
 def build_model(num_classes: int, per_class: int) -> protozoo.models._base.ProtoModel:
     torch.manual_seed(0)
-    return protozoo.create_model(
-        "protopnet_resnet18", num_classes=num_classes, prototypes_per_class=per_class
-    ).eval()
+    return protozoo.create_model("protopnet_resnet18", num_classes=num_classes, prototypes_per_class=per_class).eval()
 
 
 def cache_maps(model, loader) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
@@ -225,15 +223,23 @@ def speed(name: str, images: int, repeats: int) -> float:
     unique = best_times([lambda m=m: protozoo_push(model, cached, table, m) for m in modes], repeats)
     model.head.prototypes.data.copy_(initial)
     torch.set_num_threads(threads)
-    print(f"{name}: {num_classes} classes x {per_class} prototypes, {images} images of {size} px -> "
-          f"{feature_size[0]}x{feature_size[1]} latent maps, batch {batch}; backbone + distance maps once "
-          f"({backbone:.1f} s), receptive-field table once ({probes:.1f} s), {threads} threads; then 1 thread:")
-    print(f"  per-prototype loop (ProtoPNet), provenance on each of its {updates} updates "
-          f"({updates / len(rows):.2f} per prototype): {slow * 1e3:7.1f} ms")
-    print(f"  push_prototypes, provenance of its {len(rows)} prototypes: {fast * 1e3:7.1f} ms: "
-          f"{slow / fast:5.1f}x faster; identical choices and provenance: {identical}")
-    print(f"  selection alone: loop {slow_selection * 1e3:7.1f} ms, push_prototypes' {fast_selection * 1e3:6.1f} ms: "
-          f"{slow_selection / fast_selection:5.1f}x")
+    print(
+        f"{name}: {num_classes} classes x {per_class} prototypes, {images} images of {size} px -> "
+        f"{feature_size[0]}x{feature_size[1]} latent maps, batch {batch}; backbone + distance maps once "
+        f"({backbone:.1f} s), receptive-field table once ({probes:.1f} s), {threads} threads; then 1 thread:"
+    )
+    print(
+        f"  per-prototype loop (ProtoPNet), provenance on each of its {updates} updates "
+        f"({updates / len(rows):.2f} per prototype): {slow * 1e3:7.1f} ms"
+    )
+    print(
+        f"  push_prototypes, provenance of its {len(rows)} prototypes: {fast * 1e3:7.1f} ms: "
+        f"{slow / fast:5.1f}x faster; identical choices and provenance: {identical}"
+    )
+    print(
+        f"  selection alone: loop {slow_selection * 1e3:7.1f} ms, push_prototypes' {fast_selection * 1e3:6.1f} ms: "
+        f"{slow_selection / fast_selection:5.1f}x"
+    )
     times = ", ".join(f"{mode!r}: {seconds * 1e3:.1f} ms" for mode, (seconds, _) in zip(modes, unique))
     print(f"  push_prototypes with unique_source {times}")
     assert identical, "push_prototypes chose or recorded differently from the loop"
@@ -298,19 +304,29 @@ def whole(images: int, size: int, batch: int, repeats: int) -> None:
     def every(times):
         return "[" + " ".join(f"{t:.2f}" for t in times) + "]"
 
-    print(f"whole calls: protopnet_resnet18, {num_classes} classes x {per_class} prototypes, {images} images "
-          f"of {size} px ({feature_size[0]}x{feature_size[1]} latent), batch {batch}, {torch.get_num_threads()} "
-          f"threads, median of {repeats} interleaved rounds [every run], the loader generating images in every call:")
+    print(
+        f"whole calls: protopnet_resnet18, {num_classes} classes x {per_class} prototypes, {images} images "
+        f"of {size} px ({feature_size[0]}x{feature_size[1]} latent), batch {batch}, {torch.get_num_threads()} "
+        f"threads, median of {repeats} interleaved rounds [every run], the loader generating images in every call:"
+    )
     print(f"  one plain forward pass model(x)     {t_forward:7.2f} s {every(a_forward)}")
-    print(f"  push_prototypes, no cache at all    {t_cold:7.2f} s {every(a_cold)}  {t_cold / t_forward:5.2f}x the forward "
-          f"(receptive fields probed: the first push of this architecture and input size on the machine)")
-    print(f"  push_prototypes, first of a process {t_first:7.2f} s {every(a_first)}  {t_first / t_forward:5.2f}x the "
-          f"forward (boxes read from the disk cache)")
-    print(f"  push_prototypes, warm cache         {t_warm:7.2f} s {every(a_warm)}  {t_warm / t_forward:5.2f}x the "
-          f"forward (goal <= 1.05)")
-    print(f"  reference whole push (loop port)    {t_ref:7.2f} s {every(a_ref)}  {t_ref / t_forward:5.2f}x the forward; "
-          f"push_prototypes / reference: warm {t_warm / t_ref:.2f}x, first of a process {t_first / t_ref:.2f}x, "
-          f"no cache {t_cold / t_ref:.2f}x")
+    print(
+        f"  push_prototypes, no cache at all    {t_cold:7.2f} s {every(a_cold)}  {t_cold / t_forward:5.2f}x the forward "
+        f"(receptive fields probed: the first push of this architecture and input size on the machine)"
+    )
+    print(
+        f"  push_prototypes, first of a process {t_first:7.2f} s {every(a_first)}  {t_first / t_forward:5.2f}x the "
+        f"forward (boxes read from the disk cache)"
+    )
+    print(
+        f"  push_prototypes, warm cache         {t_warm:7.2f} s {every(a_warm)}  {t_warm / t_forward:5.2f}x the "
+        f"forward (goal <= 1.05)"
+    )
+    print(
+        f"  reference whole push (loop port)    {t_ref:7.2f} s {every(a_ref)}  {t_ref / t_forward:5.2f}x the forward; "
+        f"push_prototypes / reference: warm {t_warm / t_ref:.2f}x, first of a process {t_first / t_ref:.2f}x, "
+        f"no cache {t_cold / t_ref:.2f}x"
+    )
     print(f"  identical choices and provenance: {identical}")
     assert identical, "push_prototypes chose or recorded differently from the reference"
 
@@ -341,8 +357,10 @@ def memory(images: int) -> None:
         runs.append(json.loads(output.stdout.splitlines()[-1]))
     for run in runs:
         before, peak = run["before_mib"], run["peak_mib"]
-        print(f"  push on {run['images']:5d} images: resident {before:7.1f} MiB before, peak {peak:7.1f} MiB, "
-              f"growth {peak - before:6.1f} MiB")
+        print(
+            f"  push on {run['images']:5d} images: resident {before:7.1f} MiB before, peak {peak:7.1f} MiB, "
+            f"growth {peak - before:6.1f} MiB"
+        )
     small, large = ((run["peak_mib"] - run["before_mib"]) for run in runs)
     print(f"  4x data / 1x data: peak {runs[1]['peak_mib'] / runs[0]['peak_mib']:.3f}x, growth {large / small:.2f}x")
 

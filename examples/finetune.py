@@ -31,7 +31,9 @@ def write_smoke_images(root: Path, per_class: int = 12, size: int = 48) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             cy, cx = rng.integers(12, size - 12, size=2)
-            shape = (yy - cy) ** 2 + (xx - cx) ** 2 < 36 if label == "disc" else (abs(yy - cy) < 3) & (abs(xx - cx) < 10)
+            shape = (
+                (yy - cy) ** 2 + (xx - cx) ** 2 < 36 if label == "disc" else (abs(yy - cy) < 3) & (abs(xx - cx) < 10)
+            )
             pixels = 0.2 * rng.random((size, size)) + 0.7 * shape
             Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / f"{label}_{i:03d}.png")
     return root
@@ -56,14 +58,33 @@ def main() -> None:
     else:
         if args.images is None:
             parser.error("--images is required (or --smoke)")
-        recipe = Recipe(epochs=args.epochs, warm_epochs=min(3, args.epochs), push_start=args.epochs,
-                        push_every=args.epochs, last_layer_epochs=5, batch_size=16)
+        recipe = Recipe(
+            epochs=args.epochs,
+            warm_epochs=min(3, args.epochs),
+            push_start=args.epochs,
+            push_every=args.epochs,
+            last_layer_epochs=5,
+            batch_size=16,
+        )
         overrides = {}
 
-    run = prepare_run(args.model, f"folder:{args.images}", image_size=args.image_size,
-                      pretrained_backbone=args.model.endswith("efficientnet_lite0"), **overrides)
-    result = fit(run.model, run.train, recipe=recipe, val_data=run.val, push_data=run.push, out_dir=args.out,
-                 resume=args.resume, progress=not args.smoke)
+    run = prepare_run(
+        args.model,
+        f"folder:{args.images}",
+        image_size=args.image_size,
+        pretrained_backbone=args.model.endswith("efficientnet_lite0"),
+        **overrides,
+    )
+    result = fit(
+        run.model,
+        run.train,
+        recipe=recipe,
+        val_data=run.val,
+        push_data=run.push,
+        out_dir=args.out,
+        resume=args.resume,
+        progress=not args.smoke,
+    )
     model = protozoo.load(str(args.out / "model"))
     first = model.provenance[0]
     print(f"classes: {list(model.pretrained_cfg.label_names)}")

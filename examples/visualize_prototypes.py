@@ -43,8 +43,13 @@ def smoke_model(size: int = 96, steps: int = 8) -> tuple[Any, Any]:
     torch.set_num_threads(1)  # a model this small only loses time to thread hand-offs on a busy CPU
     data = load_dataset("synthetic-mammo", "train", image_size=size, num_samples=36)
     model = protozoo.create_model(
-        "protopnet_resnet18", backbone="test_resnet", num_classes=data.num_classes, prototypes_per_class=2,
-        prototype_dim=16, in_chans=1, feature_stage=-2,
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        num_classes=data.num_classes,
+        prototypes_per_class=2,
+        prototype_dim=16,
+        in_chans=1,
+        feature_stage=-2,
     )
     model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, size, size), label_names=tuple(data.classes))
     data.transform = build_transforms(resolve_data_config(model), train=False)
@@ -73,15 +78,19 @@ def training_data(model: Any, spec: str | None, split: str, *, name: str) -> Any
     recorded = model.pretrained_cfg.extra.get("train_data") or {}
     spec = spec or recorded.get("spec") or "synthetic-mammo"
     if model.provenance is not None and recorded.get("spec") and (spec != recorded["spec"] or split != "train"):
-        raise SystemExit(f"{name} was pushed on {recorded['spec']!r} (train split): its prototypes' sources are "
-                         f"images of that dataset, not of {spec!r} ({split}); drop --data / --split, or pass "
-                         f"--data {recorded['spec']}")
+        raise SystemExit(
+            f"{name} was pushed on {recorded['spec']!r} (train split): its prototypes' sources are "
+            f"images of that dataset, not of {spec!r} ({split}); drop --data / --split, or pass "
+            f"--data {recorded['spec']}"
+        )
     options = training_options(model, spec)
     data = load_dataset(spec, split, transform=build_transforms(resolve_data_config(model), train=False), **options)
     data.spec = spec
     if model.provenance is not None and not recorded:
-        print(f"warning: {name} does not record its training data; the sources shown are those of {spec!r} read "
-              "with default options, which may not be the images it was pushed on")
+        print(
+            f"warning: {name} does not record its training data; the sources shown are those of {spec!r} read "
+            "with default options, which may not be the images it was pushed on"
+        )
     return data
 
 
@@ -102,8 +111,11 @@ def _cycle(loader: DataLoader):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or saved folder")
-    parser.add_argument("--data", help="load_dataset spec of the source images (default: the model's recorded "
-                        "training data, else synthetic-mammo)")
+    parser.add_argument(
+        "--data",
+        help="load_dataset spec of the source images (default: the model's recorded "
+        "training data, else synthetic-mammo)",
+    )
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--zoom", action="store_true", help="crops around the prototypes instead of whole images")
@@ -123,11 +135,19 @@ def main(argv: list[str] | None = None) -> None:
     gallery = render_gallery(model, data, path=args.out / "gallery.png", zoom=args.zoom)
     names = model.pretrained_cfg.label_names
     to_model = label_map(data.classes, names, dataset=getattr(data, "spec", "the data")) if names else None
-    samples = [explain(model, model_input(model, data[i]), top_k=3,
-                       label=None if to_model is None else to_model[data[i]["label"]]) for i in range(2)]
+    samples = [
+        explain(
+            model, model_input(model, data[i]), top_k=3, label=None if to_model is None else to_model[data[i]["label"]]
+        )
+        for i in range(2)
+    ]
     report = render_report(
-        args.out / "report.html", model=model, metrics={"prototypes": model.num_prototypes},
-        gallery_png=gallery, explanations=samples, sources=data,
+        args.out / "report.html",
+        model=model,
+        metrics={"prototypes": model.num_prototypes},
+        gallery_png=gallery,
+        explanations=samples,
+        sources=data,
     )
     print(args.out / "gallery.png")
     print(report)

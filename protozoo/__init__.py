@@ -1,10 +1,10 @@
 """protozoo: a model zoo of interpretable prototype networks ("this looks like that").
 
-    import protozoo
-    protozoo.list_models("protopnet*")
-    model = protozoo.create_model("protopnet_resnet18", num_classes=5)
-    out = model(x)                        # ProtoOutput(logits, similarities, min_distances, ...)
-    model.save_pretrained("out/"); protozoo.load("out/")
+import protozoo
+protozoo.list_models("protopnet*")
+model = protozoo.create_model("protopnet_resnet18", num_classes=5)
+out = model(x)                        # ProtoOutput(logits, similarities, min_distances, ...)
+model.save_pretrained("out/"); protozoo.load("out/")
 """
 
 import importlib

@@ -124,7 +124,8 @@ def _timm_hf_cache(name: str, tried: list[str]):
     if path is not None:
         return read_state_dict(path), f"Hugging Face cache {hf_hub_id} ({path.name})"
     tried.append(
-        f"timm Hugging Face cache: {hf_hub_id} is not cached" if hf_hub_id
+        f"timm Hugging Face cache: {hf_hub_id} is not cached"
+        if hf_hub_id
         else f"timm Hugging Face cache: timm lists no Hub weights for {name!r}"
     )
     return None
@@ -162,7 +163,9 @@ def convert_lukemelas_efficientnet(state_dict: dict[str, Tensor], timm_name: str
     converted = {}
     for (key, ref), (src_key, tensor) in zip(reference.items(), state_dict.items()):
         if ref.shape != tensor.shape:
-            raise ValueError(f"cannot convert onto {timm_name}: {src_key} {tuple(tensor.shape)} vs {key} {tuple(ref.shape)}")
+            raise ValueError(
+                f"cannot convert onto {timm_name}: {src_key} {tuple(tensor.shape)} vs {key} {tuple(ref.shape)}"
+            )
         converted[key] = tensor.contiguous().to(ref.dtype) if tensor.is_floating_point() else tensor.contiguous()
     return converted
 

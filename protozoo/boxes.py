@@ -11,7 +11,14 @@ from torch import Tensor
 
 from protozoo.resample import upsample_bicubic
 
-__all__ = ["HIGH_ACTIVATION_PERCENTILE", "high_activation_box", "high_activation_boxes", "mask_boxes", "percentile", "span_boxes"]
+__all__ = [
+    "HIGH_ACTIVATION_PERCENTILE",
+    "high_activation_box",
+    "high_activation_boxes",
+    "mask_boxes",
+    "percentile",
+    "span_boxes",
+]
 
 HIGH_ACTIVATION_PERCENTILE = 95.0  # ProtoPNet's find_high_activation_crop: the top 5% of the map
 _CHUNK = 16  # maps upsampled at a time

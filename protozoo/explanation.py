@@ -245,8 +245,12 @@ Inputs = Tensor | tuple[Tensor | None, ...]  # one image batch, or one batch per
 
 
 def explain(
-    model: Any, image: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
-    class_idx: int | None = None, label: int | None = None,
+    model: Any,
+    image: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None],
+    top_k: int = 5,
+    *,
+    class_idx: int | None = None,
+    label: int | None = None,
 ) -> Explanation:
     """Explain one image: predicted class, probabilities and the top-k prototypes' evidence.
 
@@ -268,13 +272,22 @@ def explain(
         if x is not None and x.ndim == 4 and x.shape[0] != 1:
             raise ValueError(f"explain takes one image (C, H, W), got a batch {tuple(x.shape)}; use explain_batch")
     batched = tuple(None if x is None else x if x.ndim == 4 else x[None] for x in views)
-    return explain_batch(model, batched[0] if isinstance(image, Tensor) else batched, top_k, class_idx=class_idx,
-                         labels=None if label is None else [label])[0]
+    return explain_batch(
+        model,
+        batched[0] if isinstance(image, Tensor) else batched,
+        top_k,
+        class_idx=class_idx,
+        labels=None if label is None else [label],
+    )[0]
 
 
 def explain_batch(
-    model: Any, images: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None], top_k: int = 5, *,
-    class_idx: int | Sequence[int | None] | None = None, labels: Sequence[int | None] | None = None,
+    model: Any,
+    images: Tensor | Sequence[Tensor | None] | Mapping[str, Tensor | None],
+    top_k: int = 5,
+    *,
+    class_idx: int | Sequence[int | None] | None = None,
+    labels: Sequence[int | None] | None = None,
 ) -> list[Explanation]:
     """Explain a batch with one forward pass (see :func:`explain`).
 
@@ -313,7 +326,8 @@ def explain_batch(
                 output = model(*inputs)
             notes = assess(model, latents, count)
             explanations = family.resolved("explainer")(
-                model, output, inputs[0] if len(family.input_names) == 1 else inputs, top_k, requested)
+                model, output, inputs[0] if len(family.input_names) == 1 else inputs, top_k, requested
+            )
     finally:
         model.train(was_training)
     names, use = output_class_names(model), intended_use(model)
@@ -342,8 +356,10 @@ def _model_inputs(model: Any, images: Any) -> tuple[Tensor | None, ...]:
     return inputs
 
 
-HOW_TO_READ = ("read and transform it as the model expects: protozoo.data.build_transforms("
-               "protozoo.data.resolve_data_config(model), train=False)({'image': protozoo.data.read_image(path)})['image']")
+HOW_TO_READ = (
+    "read and transform it as the model expects: protozoo.data.build_transforms("
+    "protozoo.data.resolve_data_config(model), train=False)({'image': protozoo.data.read_image(path)})['image']"
+)
 
 
 def _as_tensor(x: Any) -> Tensor | None:
@@ -355,7 +371,9 @@ def _as_tensor(x: Any) -> Tensor | None:
     what = type(x).__module__.split(".")[0] + "." + type(x).__name__
     if hasattr(x, "dtype"):
         what += f" of dtype {x.dtype}"
-    raise ValueError(f"explain takes a (C, H, W) float tensor normalised as the model expects, got a {what}; {HOW_TO_READ}")
+    raise ValueError(
+        f"explain takes a (C, H, W) float tensor normalised as the model expects, got a {what}; {HOW_TO_READ}"
+    )
 
 
 def _check_class(model: Any, c: Any, what: str = "class_idx") -> None:
@@ -368,8 +386,9 @@ def _check_class(model: Any, c: Any, what: str = "class_idx") -> None:
     if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < model.num_classes:
         names = output_class_names(model)
         meaning = "for the predicted class" if what == "class_idx" else "when unknown"
-        raise ValueError(f"{what} must be a class index 0..{model.num_classes - 1} ({', '.join(names)}) or None "
-                         f"{meaning}, got {c!r}")
+        raise ValueError(
+            f"{what} must be a class index 0..{model.num_classes - 1} ({', '.join(names)}) or None {meaning}, got {c!r}"
+        )
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -379,8 +398,14 @@ def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def _top_evidence(
-    model: Any, similarities: Tensor, distance_maps: Tensor, weight: Tensor, k: int, size: tuple[int, int],
-    names: list[str], among: Tensor | None = None,
+    model: Any,
+    similarities: Tensor,
+    distance_maps: Tensor,
+    weight: Tensor,
+    k: int,
+    size: tuple[int, int],
+    names: list[str],
+    among: Tensor | None = None,
 ) -> list[PrototypeEvidence]:
     """The k prototypes with the largest ``similarity * weight``, largest first, with heatmaps and boxes.
 
@@ -428,8 +453,15 @@ def explain_protopnet(
     explanations = []
     for b, image in enumerate(images):
         c = predicted[b] if requested[b] is None else int(requested[b])
-        evidence = _top_evidence(model, output.similarities[b], output.distance_maps[b], weight[c], top_k,
-                                 tuple(images.shape[-2:]), prototype_names)
+        evidence = _top_evidence(
+            model,
+            output.similarities[b],
+            output.distance_maps[b],
+            weight[c],
+            top_k,
+            tuple(images.shape[-2:]),
+            prototype_names,
+        )
         explanations.append(
             Explanation(
                 predicted=predicted[b],
@@ -485,7 +517,9 @@ def explain_multiview(
         present = output.views_present[b]  # (2,) bool
         view_similarities = output.view_similarities[b].masked_fill(~present[:, None], float("-inf"))  # (2, P)
         fired = view_similarities.argmax(dim=0)  # (P,) the view each prototype's breast-level similarity comes from
-        fired_maps = torch.where(fired[:, None, None] == 0, output.view_distance_maps[b, 0], output.view_distance_maps[b, 1])
+        fired_maps = torch.where(
+            fired[:, None, None] == 0, output.view_distance_maps[b, 0], output.view_distance_maps[b, 1]
+        )
         top = _top_evidence(model, output.similarities[b], fired_maps, weight[c], top_k, size, names)
         top_maps = output.view_distance_maps[b][:, [ev.index for ev in top]]  # (2, k, h, w)
         view_heatmaps = upsample_maps(model.head.activation(top_maps), size).cpu()  # (2, k, H, W)
@@ -520,8 +554,11 @@ def explain_multiview(
                 cooccurrence_contributions=co_contributions.cpu(),
                 cooccurrence=[
                     CooccurrenceEvidence(
-                        index=p, class_idx=prototype_class[p], class_name=names[prototype_class[p]],
-                        score=float(output.cooccurrence[b, p]), weight=float(co_weight[c, p]),
+                        index=p,
+                        class_idx=prototype_class[p],
+                        class_name=names[prototype_class[p]],
+                        score=float(output.cooccurrence[b, p]),
+                        weight=float(co_weight[c, p]),
                         contribution=float(co_contributions[p]),
                     )
                     for p in co_top
@@ -562,15 +599,26 @@ def explain_lesion(
                 weight=float(diagnosis_weight[c, k]),
                 contribution=float(contributions[k]),
                 lesion_map=lesion_maps[b, k],
-                prototypes=_top_evidence(model, output.similarities[b], output.distance_maps[b], lesion_weight[k],
-                                         top_k, size, lesion_names, among=own[k]),
+                prototypes=_top_evidence(
+                    model,
+                    output.similarities[b],
+                    output.distance_maps[b],
+                    lesion_weight[k],
+                    top_k,
+                    size,
+                    lesion_names,
+                    among=own[k],
+                ),
                 logit=float(output.lesion_logits[b, k]),
                 lesion_bias=float(lesion_bias[k]),
             )
             for k, name in enumerate(lesion_names)
         ]
-        found = sorted((ev for lesion in lesions if lesion.found for ev in lesion.prototypes),
-                       key=lambda ev: ev.contribution, reverse=True)
+        found = sorted(
+            (ev for lesion in lesions if lesion.found for ev in lesion.prototypes),
+            key=lambda ev: ev.contribution,
+            reverse=True,
+        )
         explanations.append(
             Explanation(
                 predicted=predicted[b],

@@ -155,7 +155,9 @@ class Family:
     recipe: Mapping[str, Any] = field(default_factory=dict)
     explainer: Ref = "protozoo.explanation:explain_protopnet"
     panel: Ref = "protozoo.viz.panel:render_panel"
-    saliency_branches: Mapping[str, Ref] = field(default_factory=lambda: {"logits": "protozoo.evaluate.posthoc:image_logits"})
+    saliency_branches: Mapping[str, Ref] = field(
+        default_factory=lambda: {"logits": "protozoo.evaluate.posthoc:image_logits"}
+    )
     example_data: str = "synthetic-parts"
     backbones: Mapping[str, tuple[str, PretrainedCfg]] = field(default_factory=lambda: dict(BACKBONES))
 
@@ -192,8 +194,10 @@ class Family:
         if source == "true":
             missing = [key for key in self.requires if key not in batch and key != "image"]
             if missing:
-                raise ValueError(f"{self.title or self.name} models are scored on items with {missing}; "
-                                 f"this data has only {sorted(batch)}")
+                raise ValueError(
+                    f"{self.title or self.name} models are scored on items with {missing}; "
+                    f"this data has only {sorted(batch)}"
+                )
             found = self.resolved("labels")(batch)
         else:
             found = self.resolved("predicted")(model, batch)
@@ -282,8 +286,10 @@ def _register_entrypoint(family: Family, module: str, arch: str, timm_name: str,
 
     entrypoint.__name__ = entrypoint.__qualname__ = arch
     entrypoint.__module__ = module
-    entrypoint.__doc__ = (f"{family.title or family.model_class.__name__} on timm ``{timm_name}``. "
-                          f"Keyword arguments override :class:`{config_class.__name__}`.")
+    entrypoint.__doc__ = (
+        f"{family.title or family.model_class.__name__} on timm ``{timm_name}``. "
+        f"Keyword arguments override :class:`{config_class.__name__}`."
+    )
     register_model(entrypoint, default_cfg=default_cfg.replace(paper=family.paper or default_cfg.paper))
     _BY_ARCH[arch] = family
     target = sys.modules.get(module)

@@ -18,8 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["automatic_foreground", "batch_foreground_cells", "foreground_cells", "foreground_of", "lesion_cells",
-           "otsu_threshold"]
+__all__ = [
+    "automatic_foreground",
+    "batch_foreground_cells",
+    "foreground_cells",
+    "foreground_of",
+    "lesion_cells",
+    "otsu_threshold",
+]
 
 # A latent cell is foreground when at least this share of its pixels is.
 CELL_SHARE = 0.5

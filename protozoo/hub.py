@@ -32,8 +32,17 @@ CHECKSUM_KEY = "weights_sha256"
 # The only timm arguments a config.json may pass to the backbone: regularisation rates, numbers.
 # Anything else (checkpoint_path, pretrained, pretrained_cfg_overlay, act_layer, norm_layer...)
 # could make timm open a file, reach the network or import a class a third party named.
-SAFE_BACKBONE_KWARGS = frozenset({"drop_rate", "drop_path_rate", "drop_block_rate", "attn_drop_rate",
-                                  "proj_drop_rate", "pos_drop_rate", "patch_drop_rate"})
+SAFE_BACKBONE_KWARGS = frozenset(
+    {
+        "drop_rate",
+        "drop_path_rate",
+        "drop_block_rate",
+        "attn_drop_rate",
+        "proj_drop_rate",
+        "pos_drop_rate",
+        "patch_drop_rate",
+    }
+)
 # Integer architecture arguments and their least value.
 POSITIVE_INTS = {"num_classes": 1, "prototypes_per_class": 1, "prototype_dim": 1, "in_chans": 1}
 # The most head parameters (prototypes P x D plus the last layer P x K) a model may have: 2**30
@@ -143,8 +152,9 @@ def check_model_args(arch: str, model_args: Any, source: str, *, trusted: bool =
         return WeightFileError(f"{source}: {'' if trusted else 'model_args.'}{key} {problem}")
 
     if not isinstance(model_args, dict):
-        raise WeightFileError(f"{source}: model_args must be an object of architecture arguments, "
-                              f"not {type(model_args).__name__}")
+        raise WeightFileError(
+            f"{source}: model_args must be an object of architecture arguments, not {type(model_args).__name__}"
+        )
     try:
         config_class = family_of_arch(arch).model_class.config_class
         known = {f.name: f for f in dataclasses.fields(config_class)}
@@ -161,8 +171,12 @@ def check_model_args(arch: str, model_args: Any, source: str, *, trusted: bool =
     for key, least in POSITIVE_INTS.items():
         if key in args and (not isinstance(args[key], int) or isinstance(args[key], bool) or args[key] < least):
             raise bad(key, f"must be an integer >= {least}, not {args[key]!r}")
-    if "feature_stage" in args and (not isinstance(args["feature_stage"], int) or isinstance(args["feature_stage"], bool)):
-        raise bad("feature_stage", f"must be an integer (a timm stage index, -1 the deepest), not {args['feature_stage']!r}")
+    if "feature_stage" in args and (
+        not isinstance(args["feature_stage"], int) or isinstance(args["feature_stage"], bool)
+    ):
+        raise bad(
+            "feature_stage", f"must be an integer (a timm stage index, -1 the deepest), not {args['feature_stage']!r}"
+        )
     if "backbone" in args and not trusted:
         name = args["backbone"]
         if not isinstance(name, str) or not name or any(c in name for c in ":/\\") or name.startswith("."):
@@ -172,10 +186,14 @@ def check_model_args(arch: str, model_args: Any, source: str, *, trusted: bool =
         raise bad("backbone_kwargs", f"must be an object, not {type(kwargs).__name__}")
     for key, value in kwargs.items() if not trusted else ():
         if key not in SAFE_BACKBONE_KWARGS:
-            raise bad(f"backbone_kwargs.{key}", f"is not allowed: a saved model may pass only "
-                      f"{sorted(SAFE_BACKBONE_KWARGS)} to timm (never files, weights or classes)")
+            raise bad(
+                f"backbone_kwargs.{key}",
+                f"is not allowed: a saved model may pass only "
+                f"{sorted(SAFE_BACKBONE_KWARGS)} to timm (never files, weights or classes)",
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
             raise bad(f"backbone_kwargs.{key}", f"must be a rate in [0, 1), not {value!r}")
+
     def value(key: str, fallback: int) -> int:
         default = known[key].default if key in known else fallback
         return args.get(key, default if isinstance(default, int) else fallback)
@@ -203,18 +221,23 @@ def check_provenance(model: ProtoModel, rows: Any, source: str) -> list[dict[str
     if not isinstance(rows, list):
         raise WeightFileError(f"{source} must be a list of one row per prototype, not {type(rows).__name__}")
     if len(rows) != count:
-        raise WeightFileError(f"{source} has {len(rows)} rows but the model has {count} prototypes; "
-                              "it belongs to another model: delete it or re-push")
+        raise WeightFileError(
+            f"{source} has {len(rows)} rows but the model has {count} prototypes; "
+            "it belongs to another model: delete it or re-push"
+        )
     classes = model.prototype_class.tolist()
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise WeightFileError(f"{source}: row {index} is not an object")
         if row.get("prototype", index) != index:
-            raise WeightFileError(f"{source}: row {index} describes prototype {row.get('prototype')!r}; "
-                                  "rows must be in prototype order")
+            raise WeightFileError(
+                f"{source}: row {index} describes prototype {row.get('prototype')!r}; rows must be in prototype order"
+            )
         if "class" in row and row["class"] != classes[index]:
-            raise WeightFileError(f"{source}: row {index} says class {row['class']!r} but prototype {index} "
-                                  f"belongs to class {classes[index]}; it belongs to another model")
+            raise WeightFileError(
+                f"{source}: row {index} says class {row['class']!r} but prototype {index} "
+                f"belongs to class {classes[index]}; it belongs to another model"
+            )
         if "image_id" in row and not isinstance(row["image_id"], (str, int)):
             raise WeightFileError(f"{source}: row {index} has image_id {row['image_id']!r}, not a name")
     return rows
@@ -273,7 +296,9 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> ProtoModel:
             try:
                 rows = json.loads(prototypes_path.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise WeightFileError(f"{str(prototypes_path)!r} is not valid JSON ({err}); delete it or re-push") from err
+                raise WeightFileError(
+                    f"{str(prototypes_path)!r} is not valid JSON ({err}); delete it or re-push"
+                ) from err
             model.provenance = check_provenance(model, rows, repr(str(prototypes_path)))
     # After the key check (another architecture's file is named as such): bytes changed in a readable file.
     _verify_checksum(config, weights_path, source)
@@ -304,13 +329,19 @@ def _pretrained_cfg(config: dict[str, Any], arch: str, source: str) -> Pretraine
         raise WeightFileError(f"{source}: pretrained_cfg is malformed ({err})") from err
     size = cfg.input_size
     if not (isinstance(size, tuple) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise WeightFileError(f"{source}: pretrained_cfg.input_size must be [channels, height, width] > 0, not {size!r}")
+        raise WeightFileError(
+            f"{source}: pretrained_cfg.input_size must be [channels, height, width] > 0, not {size!r}"
+        )
     for key in ("mean", "std"):
         values = getattr(cfg, key)
-        if not (isinstance(values, tuple) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-                and (key == "mean" or all(v > 0 for v in values))):
-            raise WeightFileError(f"{source}: pretrained_cfg.{key} must be finite numbers{' > 0' if key == 'std' else ''}, "
-                                  f"not {values!r}")
+        if not (
+            isinstance(values, tuple)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+            and (key == "mean" or all(v > 0 for v in values))
+        ):
+            raise WeightFileError(
+                f"{source}: pretrained_cfg.{key} must be finite numbers{' > 0' if key == 'std' else ''}, not {values!r}"
+            )
     return cfg
 
 
@@ -355,7 +386,9 @@ def locate_weights(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, r
         folder = Path(env) / folder_name
         if (folder / CONFIG_NAME).is_file():
             return folder
-        tried.append(f"$PROTOZOO_WEIGHTS: {str(folder)!r} " + ("has no config.json" if folder.is_dir() else "does not exist"))
+        tried.append(
+            f"$PROTOZOO_WEIGHTS: {str(folder)!r} " + ("has no config.json" if folder.is_dir() else "does not exist")
+        )
     else:
         tried.append("$PROTOZOO_WEIGHTS: not set")
     checkout = checkout_weights()
@@ -363,8 +396,10 @@ def locate_weights(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, r
         folder = checkout / folder_name
         if (folder / CONFIG_NAME).is_file():
             return folder
-        tried.append(f"the source checkout's weights folder: {str(folder)!r} "
-                     + ("has no config.json" if folder.is_dir() else "does not exist"))
+        tried.append(
+            f"the source checkout's weights folder: {str(folder)!r} "
+            + ("has no config.json" if folder.is_dir() else "does not exist")
+        )
     else:
         tried.append(f"the source checkout's weights/: none (protozoo is installed at {str(Path(__file__).parent)!r})")
     if cfg.hf_hub_id:
@@ -383,14 +418,17 @@ def locate_weights(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, r
     else:
         tried.append("the Hugging Face Hub: the tag declares no hf_hub_id")
     asked = f"{requested!r} ({cfg.name})" if requested and requested != cfg.name else repr(cfg.name)
-    how = [f"set PROTOZOO_WEIGHTS to a folder holding {folder_name}/ (the weights/ folder of a protozoo git checkout has it)"]
+    how = [
+        f"set PROTOZOO_WEIGHTS to a folder holding {folder_name}/ (the weights/ folder of a protozoo git checkout has it)"
+    ]
     if cfg.hf_hub_id:
         how.append(f"download them once online (huggingface-cli download {cfg.hf_hub_id}, or unset HF_HUB_OFFLINE)")
     how.append(f"rebuild them (python examples/build_zoo_model.py {cfg.name} in a checkout)")
     raise WeightsNotFoundError(
         f"the trained weights of {asked} were not found; tried:\n"
         + "".join(f"  {i}. {place}\n" for i, place in enumerate(tried, 1))
-        + "To get them: " + "; or ".join(how)
+        + "To get them: "
+        + "; or ".join(how)
     )
 
 
@@ -421,8 +459,9 @@ def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path |
     return folder if (folder / CONFIG_NAME).is_file() else None
 
 
-def load_registered(cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, requested: str | None = None,
-                    **overrides: Any) -> ProtoModel:
+def load_registered(
+    cfg: PretrainedCfg, *, cache_dir: str | Path | None = None, requested: str | None = None, **overrides: Any
+) -> ProtoModel:
     """Load the trained weights a registered configuration points at; the model keeps that pointer."""
     model = load_pretrained(locate_weights(cfg, cache_dir=cache_dir, requested=requested), **overrides)
     model.pretrained_cfg = model.pretrained_cfg.replace(

@@ -35,7 +35,9 @@ def intended_use(model: Any) -> str | None:
     spec = str((cfg.extra.get("train_data") or {}).get("spec") or "")
     line = _declared(cfg)
     if line is None:
-        return f"Trained on synthetic data ({spec}) only; not for clinical use." if spec.startswith("synthetic") else None
+        return (
+            f"Trained on synthetic data ({spec}) only; not for clinical use." if spec.startswith("synthetic") else None
+        )
     return f"{line} Trained on: {spec}." if spec and spec not in line else line
 
 
@@ -73,7 +75,9 @@ def _card_text(cfg: Any) -> str | None:
 def _card_line(card: str) -> str | None:
     """The first paragraph of ``## Intended use``, else the sentence that says the model is not clinical."""
     body = re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.DOTALL)  # YAML metadata of a Hub card
-    section = re.search(r"^##+\s*intended use\s*\n+(.+?)(?:\n\s*\n|\n#|\Z)", body, re.IGNORECASE | re.MULTILINE | re.DOTALL)
+    section = re.search(
+        r"^##+\s*intended use\s*\n+(.+?)(?:\n\s*\n|\n#|\Z)", body, re.IGNORECASE | re.MULTILINE | re.DOTALL
+    )
     if section:
         return _plain(section.group(1))
     for paragraph in re.split(r"\n\s*\n", body):

@@ -30,7 +30,8 @@ def check_lesion_names(model_names: Sequence[str], data_names: Sequence[str], wh
     missing = [n for n in model_names if n not in data_names]
     extra = [n for n in data_names if n not in model_names]
     detail = (f"the model's {missing} are not in the data" if missing else "") + (
-        ("; " if missing else "") + f"the data's {extra} are not in the model" if extra else "")
+        ("; " if missing else "") + f"the data's {extra} are not in the model" if extra else ""
+    )
     raise ValueError(
         f"{where} has lesions {list(data_names)} but the model reads {list(model_names)}"
         f" ({detail or 'another order'}); train a lesion model on this data (its lesion_names come from the "

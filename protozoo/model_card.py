@@ -40,11 +40,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "auroc": ("AUROC", "roc_auc", "AUROC (binary, or macro one-vs-rest)"),
     "consistency": ("consistency (Huang et al. 2023)", "consistency", "Part consistency (Huang et al. 2023)"),
     "stability": ("stability (Huang et al. 2023)", "stability", "Part stability (Huang et al. 2023)"),
-    "stability_pooled": ("stability pooled over (prototype, image) pairs", "stability_pooled",
-                         "Part stability pooled over (prototype, image) pairs"),
+    "stability_pooled": (
+        "stability pooled over (prototype, image) pairs",
+        "stability_pooled",
+        "Part stability pooled over (prototype, image) pairs",
+    ),
     "pointing_game": ("pointing game", "pointing_game", "Localization: pointing game (prototype maps vs lesion masks)"),
-    "activation_precision": ("activation precision", "activation_precision",
-                             "Localization: activation precision (prototype maps vs lesion masks)"),
+    "activation_precision": (
+        "activation precision",
+        "activation_precision",
+        "Localization: activation precision (prototype maps vs lesion masks)",
+    ),
     "iou": ("IoU with lesion masks", "iou", "Localization: IoU (prototype maps vs lesion masks)"),
     "dice": ("Dice with lesion masks", "dice", "Localization: Dice (prototype maps vs lesion masks)"),
 }
@@ -79,8 +85,14 @@ def check_metrics(metrics: Any, source: str = "metrics") -> None:
         raise ValueError(f"{source}: unknown results {unknown}; known: {sorted(known)}")
 
 
-def card_data(model: ProtoModel, metrics: Mapping[str, Any] | None = None, *, name: str | None = None,
-              base_model: str | None = None, tags: Iterable[str] = ()) -> ModelCardData:
+def card_data(
+    model: ProtoModel,
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    base_model: str | None = None,
+    tags: Iterable[str] = (),
+) -> ModelCardData:
     """The YAML metadata of a model's card: library, license, tags, datasets, base model, evaluation results."""
     from huggingface_hub import ModelCardData
 
@@ -113,17 +125,31 @@ def eval_results(metrics: Mapping[str, Any]) -> list:
     check_metrics(metrics)
     dataset = dict(metrics.get("dataset") or {})
     spec = str(dataset.get("spec") or "unknown").split(":")[0]
-    common = dict(task_type=TASK, dataset_type=spec, dataset_name=dataset.get("name") or spec,
-                  dataset_split=dataset.get("split", "test"), dataset_args=dataset.get("options") or None)
+    common = dict(
+        task_type=TASK,
+        dataset_type=spec,
+        dataset_name=dataset.get("name") or spec,
+        dataset_split=dataset.get("split", "test"),
+        dataset_args=dataset.get("options") or None,
+    )
     results = []
     for key, value in metrics["results"].items():
         if key == LESION_AUROC:
-            results += [EvalResult(**common, metric_type="roc_auc", metric_value=float(v), metric_config=lesion,
-                                   metric_name=f"Lesion AUROC: {lesion}") for lesion, v in value.items()]
+            results += [
+                EvalResult(
+                    **common,
+                    metric_type="roc_auc",
+                    metric_value=float(v),
+                    metric_config=lesion,
+                    metric_name=f"Lesion AUROC: {lesion}",
+                )
+                for lesion, v in value.items()
+            ]
         elif value is not None:
             _, metric_type, metric_name = METRICS[key]
-            results.append(EvalResult(**common, metric_type=metric_type, metric_value=float(value),
-                                      metric_name=metric_name))
+            results.append(
+                EvalResult(**common, metric_type=metric_type, metric_value=float(value), metric_name=metric_name)
+            )
     return results
 
 
@@ -150,16 +176,28 @@ def comparison_section(metrics: Mapping[str, Any]) -> str:
     rows = metrics.get("localization_comparison") or []
     if not rows:
         return ""
-    return (f"## Prototypes beside Grad-CAM of the same network\n\nOn the same {rows[0]['images']} lesion-bearing "
-            "test images, for the true class (`protozoo.evaluate.localization` and `posthoc_localization`):\n\n"
-            + table(("map", "pointing game", "activation precision", "IoU"),
-                    [(r["map"], r["pointing_game"], r["activation_precision"], r["iou"]) for r in rows]))
+    return (
+        f"## Prototypes beside Grad-CAM of the same network\n\nOn the same {rows[0]['images']} lesion-bearing "
+        "test images, for the true class (`protozoo.evaluate.localization` and `posthoc_localization`):\n\n"
+        + table(
+            ("map", "pointing game", "activation precision", "IoU"),
+            [(r["map"], r["pointing_game"], r["activation_precision"], r["iou"]) for r in rows],
+        )
+    )
 
 
-def render_card(model: ProtoModel, metrics: Mapping[str, Any] | None = None, *, name: str | None = None,
-                summary: str | None = None, details: Iterable[tuple[str, str]] | None = None,
-                sections: Iterable[str] = (), base_model: str | None = None, tags: Iterable[str] = (),
-                load_name: str | None = None) -> ModelCard:
+def render_card(
+    model: ProtoModel,
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    summary: str | None = None,
+    details: Iterable[tuple[str, str]] | None = None,
+    sections: Iterable[str] = (),
+    base_model: str | None = None,
+    tags: Iterable[str] = (),
+    load_name: str | None = None,
+) -> ModelCard:
     """A model card: the metadata of :func:`card_data` and a body for people.
 
     Args:
@@ -182,30 +220,43 @@ def render_card(model: ProtoModel, metrics: Mapping[str, Any] | None = None, *, 
     if details is None:
         train = cfg.extra.get("train_data") or {}
         details = [
-            ("architecture", f"`{model.config.arch}`: timm `{model.config.backbone}`, {model.num_prototypes} prototypes "
-                             f"of depth {model.config.prototype_dim}"),
-            ("input", f"{tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, "
-                      f"std {tuple(round(s, 4) for s in cfg.std)}"),
+            (
+                "architecture",
+                f"`{model.config.arch}`: timm `{model.config.backbone}`, {model.num_prototypes} prototypes "
+                f"of depth {model.config.prototype_dim}",
+            ),
+            (
+                "input",
+                f"{tuple(cfg.input_size)}, mean {tuple(round(m, 4) for m in cfg.mean)}, "
+                f"std {tuple(round(s, 4) for s in cfg.std)}",
+            ),
             ("classes", ", ".join(cfg.label_names or ()) or "-"),
             ("training data", f"`{train['spec']}` with options `{train.get('options', {})}`" if train else "-"),
             ("license", cfg.license or "-"),
             ("paper", cfg.paper or "-"),
         ]
-    parts = [f"# {name}", summary or cfg.description or f"A protozoo `{model.config.arch}` model.",
-             table(("", ""), details)]
+    parts = [
+        f"# {name}",
+        summary or cfg.description or f"A protozoo `{model.config.arch}` model.",
+        table(("", ""), details),
+    ]
     if metrics:
         where = dict(metrics.get("dataset") or {})
         said = f" on the `{where['spec']}` {where.get('split', 'test')} split" if where.get("spec") else ""
-        parts.append(f"## Test metrics\n\nMeasured{said} (`metrics.json`):\n\n"
-                     + table(("metric", "value"), metric_rows(metrics)))
+        parts.append(
+            f"## Test metrics\n\nMeasured{said} (`metrics.json`):\n\n"
+            + table(("metric", "value"), metric_rows(metrics))
+        )
         comparison = comparison_section(metrics)
         if comparison:
             parts.append(comparison)
     parts += [s.strip() for s in sections if s and s.strip()]
-    parts.append("## Use it\n\n```python\nimport protozoo\nfrom protozoo.data import build_transforms, read_image, resolve_data_config\n\n"
-                 f"model = protozoo.load({json.dumps(load_name or name)})  # eval mode\n"
-                 "image = build_transforms(resolve_data_config(model), train=False)({\"image\": read_image(\"case.png\")})[\"image\"]\n"
-                 "explanation = protozoo.explain(model, image, top_k=5)  # the prototypes behind the prediction\n```")
+    parts.append(
+        "## Use it\n\n```python\nimport protozoo\nfrom protozoo.data import build_transforms, read_image, resolve_data_config\n\n"
+        f"model = protozoo.load({json.dumps(load_name or name)})  # eval mode\n"
+        'image = build_transforms(resolve_data_config(model), train=False)({"image": read_image("case.png")})["image"]\n'
+        "explanation = protozoo.explain(model, image, top_k=5)  # the prototypes behind the prediction\n```"
+    )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n")
 
 

@@ -61,9 +61,14 @@ class OODNote:
 
 def no_statistics() -> OODNote:
     """The note of a model without recorded statistics."""
-    return OODNote(None, None, None, "out-of-distribution check: no training-data statistics recorded for this "
-                   "model, so nothing says whether this input is like its training data (record them with "
-                   "protozoo.ood.calibrate, or give protozoo explain --sources)")
+    return OODNote(
+        None,
+        None,
+        None,
+        "out-of-distribution check: no training-data statistics recorded for this "
+        "model, so nothing says whether this input is like its training data (record them with "
+        "protozoo.ood.calibrate, or give protozoo explain --sources)",
+    )
 
 
 @contextlib.contextmanager
@@ -101,8 +106,10 @@ def distances(model: Any, latents: list[Tensor], items: int) -> Tensor | None:
     precision = torch.tensor(stats["precision"], dtype=torch.float64)  # (D, D)
     pooled = _pooled(latents, items)  # (B, V, D)
     if mean.shape != pooled.shape[-1:] or precision.shape != (len(mean), len(mean)):
-        raise ValueError(f"pretrained_cfg.extra[{OOD_KEY!r}] holds statistics of {len(mean)}-dimensional latents, the "
-                         f"model's are {pooled.shape[-1]}-dimensional: re-record them with protozoo.ood.calibrate")
+        raise ValueError(
+            f"pretrained_cfg.extra[{OOD_KEY!r}] holds statistics of {len(mean)}-dimensional latents, the "
+            f"model's are {pooled.shape[-1]}-dimensional: re-record them with protozoo.ood.calibrate"
+        )
     centred = pooled - mean  # (B, V, D)
     s = torch.einsum("bvd,de,bve->bv", centred, precision, centred).clamp_min(0).sqrt()  # (B, V)
     return s.amax(dim=1)
@@ -119,16 +126,20 @@ def assess(model: Any, latents: list[Tensor], items: int) -> list[OODNote]:
     notes = []
     for value in s.tolist():
         flagged = value > threshold
-        where = (f"above the 99th percentile {threshold:.2f} of the {stats['images']} training images (their max {top:.2f})"
-                 if flagged else f"within the training images' range (99th percentile {threshold:.2f})")
+        where = (
+            f"above the 99th percentile {threshold:.2f} of the {stats['images']} training images (their max {top:.2f})"
+            if flagged
+            else f"within the training images' range (99th percentile {threshold:.2f})"
+        )
         head = "OUT OF DISTRIBUTION: this input is far from the training data" if flagged else "in distribution"
         tail = "; do not trust the output" if flagged else ""
         notes.append(OODNote(value, threshold, flagged, f"{head}: {RULE} {value:.2f}, {where}{tail}"))
     return notes
 
 
-def calibrate(model: Any, dataset: Any, *, batch_size: int = 32, max_items: int | None = 512,
-              description: str | None = None) -> dict[str, Any]:
+def calibrate(
+    model: Any, dataset: Any, *, batch_size: int = 32, max_items: int | None = 512, description: str | None = None
+) -> dict[str, Any]:
     """Measure the statistic over training images and record it in ``model.pretrained_cfg.extra["ood"]``.
 
     Args:
@@ -168,10 +179,17 @@ def calibrate(model: Any, dataset: Any, *, batch_size: int = 32, max_items: int 
     z = rearrange(torch.cat(pooled), "b v d -> (b v) d")  # (N, D): every view an image of its own
     mean = z.mean(dim=0)
     cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1])
-    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(mean), dtype=cov.dtype)
+    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(
+        len(mean), dtype=cov.dtype
+    )
     precision = torch.linalg.inv(cov)
-    stats = {"rule": RULE, "mean": mean.tolist(), "precision": precision.tolist(), "images": int(n), "data": description
-             or type(dataset).__name__}
+    stats = {
+        "rule": RULE,
+        "mean": mean.tolist(),
+        "precision": precision.tolist(),
+        "images": int(n),
+        "data": description or type(dataset).__name__,
+    }
     model.pretrained_cfg = model.pretrained_cfg.replace(extra={**model.pretrained_cfg.extra, OOD_KEY: stats})
     s = distances(model, [z.view(*z.shape, 1, 1)], len(z))  # (N,) each pooled vector as a 1 x 1 latent map
     stats["quantiles"] = {str(q): float(torch.quantile(s, q)) for q in RECORDED_QUANTILES}

@@ -116,5 +116,8 @@ def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
     """The config with ``input_size``, ``mean`` and ``std`` for ``in_chans`` channels (:func:`channel_stats`)."""
     if cfg.in_chans == in_chans:
         return cfg
-    return cfg.replace(input_size=(in_chans, *cfg.input_size[1:]), mean=channel_stats(cfg.mean, in_chans),
-                       std=channel_stats(cfg.std, in_chans))
+    return cfg.replace(
+        input_size=(in_chans, *cfg.input_size[1:]),
+        mean=channel_stats(cfg.mean, in_chans),
+        std=channel_stats(cfg.std, in_chans),
+    )

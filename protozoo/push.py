@@ -26,12 +26,20 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from protozoo._push_select import CODE, FLAT, LABEL, ORDER, Candidates, assign, id_code, merge
+from protozoo.boxes import high_activation_boxes, mask_boxes, percentile, span_boxes
 from protozoo.family import family_of
 from protozoo.models._base import ProtoModel
 from protozoo.receptive_field import receptive_field_boxes  # probed once per architecture and input size
-from protozoo.boxes import HIGH_ACTIVATION_PERCENTILE, high_activation_boxes, mask_boxes, percentile, span_boxes
 
-__all__ = ["UNIQUE_SOURCES", "PushResult", "high_activation_boxes", "mask_boxes", "percentile", "push_prototypes", "span_boxes"]
+__all__ = [
+    "UNIQUE_SOURCES",
+    "PushResult",
+    "high_activation_boxes",
+    "mask_boxes",
+    "percentile",
+    "push_prototypes",
+    "span_boxes",
+]
 
 UNIQUE_SOURCES = ("none", "per_class", "global")
 BOX_MAPS = ("pushed", "before")
@@ -135,8 +143,15 @@ def push_prototypes(
     model.to(device).eval()
     try:
         with torch.no_grad():
-            local = _stream(model, loader, k=k, class_specific=class_specific, progress=progress,
-                            foreground=foreground, lesions=lesions)
+            local = _stream(
+                model,
+                loader,
+                k=k,
+                class_specific=class_specific,
+                progress=progress,
+                foreground=foreground,
+                lesions=lesions,
+            )
             candidates = merge([shard.to(device) for shard in _gather(local)], k)
         group = None if unique_source == "none" else prototype_class.cpu()
         if unique_source == "global":
@@ -165,7 +180,12 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _stream(
-    model: ProtoModel, loader: Iterable[dict[str, Any]], *, k: int, class_specific: bool, progress: bool,
+    model: ProtoModel,
+    loader: Iterable[dict[str, Any]],
+    *,
+    k: int,
+    class_specific: bool,
+    progress: bool,
     foreground: bool = False,
     lesions: bool = False,
 ) -> Candidates | None:
@@ -301,7 +321,11 @@ def _gather(local: Candidates | None) -> list[Candidates]:
 
 
 def _fall_back(
-    model: ProtoModel, choice: Tensor, candidates: Candidates, prototype_class: Tensor, unique_source: str,
+    model: ProtoModel,
+    choice: Tensor,
+    candidates: Candidates,
+    prototype_class: Tensor,
+    unique_source: str,
     class_specific: bool,
 ) -> Tensor:
     """Give prototypes that greedy assignment left over their nearest patch; warn; (P,) reused flags."""
@@ -310,8 +334,10 @@ def _fall_back(
     if missing:
         family = family_of(model)
         names = [family.class_names(model)[c] for c in sorted({int(prototype_class[p]) for p in missing})]
-        raise ValueError(f"no image of {family.prototype_kind} {names} in the push data: cannot push prototypes "
-                         f"{missing}; push onto data that has every {family.prototype_kind}")
+        raise ValueError(
+            f"no image of {family.prototype_kind} {names} in the push data: cannot push prototypes "
+            f"{missing}; push onto data that has every {family.prototype_kind}"
+        )
     reused = choice < 0
     by_class = class_specific or unique_source == "per_class"  # else one pool of images for all prototypes
     leftover: dict[int, list[int]] = defaultdict(list)  # class (or -1) -> its prototypes left over

@@ -30,12 +30,21 @@ def tag_cfg(name: str, row: dict[str, Any]) -> PretrainedCfg:
     base = registry.default_cfg(arch)
     base = adapt_channels(base, row["model_args"].get("in_chans", base.in_chans))  # mean, std of the channels
     base = base.replace(input_size=tuple(row.get("input_size", base.input_size)))
-    fields = {k: row[k] for k in ("label_names", "license", "paper", "description", "interpolation", "crop_pct", "crop_mode")
-              if k in row}
+    fields = {
+        k: row[k]
+        for k in ("label_names", "license", "paper", "description", "interpolation", "crop_pct", "crop_mode")
+        if k in row
+    }
     if fields.get("label_names") is not None:
         fields["label_names"] = tuple(fields["label_names"])
-    return base.replace(architecture=arch, tag=tag, weights_dir=name, file=None,
-                        hf_hub_id=row.get("hf_hub_id", f"{HF_ORG}/{name}"), **fields)
+    return base.replace(
+        architecture=arch,
+        tag=tag,
+        weights_dir=name,
+        file=None,
+        hf_hub_id=row.get("hf_hub_id", f"{HF_ORG}/{name}"),
+        **fields,
+    )
 
 
 def register_tags(tags: dict[str, dict[str, Any]] | None = None) -> list[str]:

@@ -31,8 +31,18 @@ PARTS_CLASSES = (
     "yellow_belly+white-ring_eye",
     "yellow_throat+black-streaked_belly",
 )
-FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                  "Ankle boot")
+FMNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FUNDUS_LESIONS = ("drusen", "haemorrhage", "hard_exudate", "geographic_atrophy", "neovascular_scar")
 
 # name -> declaration. Keep one row per tag, its arguments in plain literals. The mammogram and
@@ -40,46 +50,90 @@ FUNDUS_LESIONS = ("drusen", "haemorrhage", "hard_exudate", "geographic_atrophy",
 # images with crop_mode="border", crop_pct=1.0, and its row must then say so (the build names it).
 TAGS: dict[str, dict[str, Any]] = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
-        model_args=dict(num_classes=4, in_chans=3, prototypes_per_class=3, prototype_dim=32, feature_stage=3,
-                        add_on="bottleneck", similarity="log", incorrect_class_connection=-0.5),
+        model_args=dict(
+            num_classes=4,
+            in_chans=3,
+            prototypes_per_class=3,
+            prototype_dim=32,
+            feature_stage=3,
+            add_on="bottleneck",
+            similarity="log",
+            incorrect_class_connection=-0.5,
+        ),
         input_size=(3, 64, 64),
         label_names=PARTS_CLASSES,
         description="ProtoPNet on synthetic CUB-like birds (4 classes, 64 px); synthetic data only, "
-                    "not for clinical use",
+        "not for clinical use",
     ),
     "braix_protopnet_pp_efficientnet_lite0.synth_mammo": dict(
-        model_args=dict(num_classes=3, in_chans=1, prototypes_per_class=5, prototype_dim=32, feature_stage=3,
-                        add_on="bottleneck", add_on_norm=False, similarity="log", incorrect_class_connection=-0.5,
-                        global_dropout=0.0),
+        model_args=dict(
+            num_classes=3,
+            in_chans=1,
+            prototypes_per_class=5,
+            prototype_dim=32,
+            feature_stage=3,
+            add_on="bottleneck",
+            add_on_norm=False,
+            similarity="log",
+            incorrect_class_connection=-0.5,
+            global_dropout=0.0,
+        ),
         input_size=(1, 128, 128),
         label_names=MAMMO_CLASSES,
         description="BRAIxProtoPNet++ on synthetic mammograms (normal / benign / malignant, 128 px); "
-                    "not for clinical use",
+        "not for clinical use",
     ),
     "protopnet_multiview_efficientnet_lite0.synth_mammo": dict(
-        model_args=dict(num_classes=3, in_chans=1, prototypes_per_class=3, prototype_dim=32, feature_stage=3,
-                        add_on="bottleneck", similarity="log", incorrect_class_connection=-0.5,
-                        attention_dim=64, projection_dim=256),
+        model_args=dict(
+            num_classes=3,
+            in_chans=1,
+            prototypes_per_class=3,
+            prototype_dim=32,
+            feature_stage=3,
+            add_on="bottleneck",
+            similarity="log",
+            incorrect_class_connection=-0.5,
+            attention_dim=64,
+            projection_dim=256,
+        ),
         input_size=(1, 96, 96),
         label_names=MAMMO_CLASSES,
         description="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px); not for clinical use",
     ),
     "protopnet_lesion_efficientnet_lite0.synth_fundus": dict(
-        model_args=dict(num_classes=2, in_chans=3, prototypes_per_class=3, prototype_dim=32, feature_stage=3,
-                        add_on="bottleneck", add_on_norm=True, similarity="log", incorrect_class_connection=0.0,
-                        lesion_prior=0.1, lesion_names=list(FUNDUS_LESIONS)),
+        model_args=dict(
+            num_classes=2,
+            in_chans=3,
+            prototypes_per_class=3,
+            prototype_dim=32,
+            feature_stage=3,
+            add_on="bottleneck",
+            add_on_norm=True,
+            similarity="log",
+            incorrect_class_connection=0.0,
+            lesion_prior=0.1,
+            lesion_names=list(FUNDUS_LESIONS),
+        ),
         input_size=(3, 96, 96),
         label_names=("non-AMD", "AMD"),
         description="Lesion-linked ProtoPNet on synthetic colour fundus photographs (5 lesion types -> "
-                    "non-AMD / AMD, 96 px); not for clinical use",
+        "non-AMD / AMD, 96 px); not for clinical use",
     ),
     "protopnet_efficientnet_lite0.fmnist": dict(
-        model_args=dict(num_classes=10, in_chans=1, prototypes_per_class=3, prototype_dim=32, feature_stage=2,
-                        add_on="bottleneck", similarity="log", incorrect_class_connection=-0.5),
+        model_args=dict(
+            num_classes=10,
+            in_chans=1,
+            prototypes_per_class=3,
+            prototype_dim=32,
+            feature_stage=2,
+            add_on="bottleneck",
+            similarity="log",
+            incorrect_class_connection=-0.5,
+        ),
         input_size=(1, 32, 32),
         label_names=FMNIST_CLASSES,
         description="ProtoPNet on Fashion-MNIST (10 classes of real 28x28 clothing photos, upsampled to 32 px); "
-                    "not for clinical use",
+        "not for clinical use",
     ),
 }
 

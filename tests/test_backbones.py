@@ -68,8 +68,9 @@ def test_training_truncated_backbone_has_gradients_everywhere():
 def test_weights_saved_before_truncation_load_strictly():
     import protozoo
 
-    model = protozoo.create_model("protopnet_efficientnet_lite0", num_classes=2, prototypes_per_class=1,
-                                  feature_stage=3)
+    model = protozoo.create_model(
+        "protopnet_efficientnet_lite0", num_classes=2, prototypes_per_class=1, feature_stage=3
+    )
     old = {f"backbone.body.{k}": v for k, v in untruncated("tf_efficientnet_lite0", 3).state_dict().items()}
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")} | old
     assert pruned_state_keys(model) == set(state) - set(model.state_dict())

@@ -13,7 +13,14 @@ from PIL import Image
 
 import protozoo
 from protozoo.data import build_transforms, load_dataset, resolve_data_config
-from protozoo.evaluate import classification, classification_metrics, consistency, localization, prototype_stats, stability
+from protozoo.evaluate import (
+    classification,
+    classification_metrics,
+    consistency,
+    localization,
+    prototype_stats,
+    stability,
+)
 from protozoo.evaluate.localization import per_image_localization
 
 SIZE = 64
@@ -21,8 +28,14 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def model():
-    m = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=3,
-                              prototypes_per_class=1, prototype_dim=8).eval()
+    m = protozoo.create_model(
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=3,
+        prototypes_per_class=1,
+        prototype_dim=8,
+    ).eval()
     m.pretrained_cfg = m.pretrained_cfg.replace(input_size=(3, SIZE, SIZE))
     return m
 
@@ -35,6 +48,7 @@ def parts(model):
 
 
 # ----------------------------------------------------------------------------- input dtypes
+
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_other_float_precisions_are_converted(model, dtype):
@@ -51,13 +65,17 @@ def test_integer_and_bool_images_are_refused_with_the_fix(model, dtype):
 
 # ----------------------------------------------------------------------------- explain
 
-@pytest.mark.parametrize("image, message", [
-    (None, r"no image \(None\)"),
-    (Image.new("RGB", (SIZE, SIZE)), r"got a PIL\.Image.*read_image"),
-    (np.zeros((SIZE, SIZE, 3), dtype=np.uint8), r"got a numpy\.ndarray of dtype uint8"),
-    ([[0.0] * 3], r"got a builtins\.list"),
-    (torch.rand(SIZE, SIZE), r"one image \(C, H, W\) or \(1, C, H, W\), got shape \(64, 64\)"),
-])
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (None, r"no image \(None\)"),
+        (Image.new("RGB", (SIZE, SIZE)), r"got a PIL\.Image.*read_image"),
+        (np.zeros((SIZE, SIZE, 3), dtype=np.uint8), r"got a numpy\.ndarray of dtype uint8"),
+        ([[0.0] * 3], r"got a builtins\.list"),
+        (torch.rand(SIZE, SIZE), r"one image \(C, H, W\) or \(1, C, H, W\), got shape \(64, 64\)"),
+    ],
+)
 def test_explain_names_what_it_cannot_read(model, image, message):
     with pytest.raises(ValueError, match=message):
         protozoo.explain(model, image)
@@ -86,28 +104,35 @@ def test_explain_accepts_numpy_integers_as_classes(model):
 
 # ----------------------------------------------------------------------------- evaluator parameters
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m, d: consistency(m, d, mu=5), r"mu must be a number in \(0, 1\]"),
-    (lambda m, d: consistency(m, d, mu=-1), r"mu must be a number in \(0, 1\]"),
-    (lambda m, d: consistency(m, d, mu=0), r"mu must be a number in \(0, 1\]"),
-    (lambda m, d: consistency(m, d, half_size=0), "half_size must be a whole number >= 1"),
-    (lambda m, d: consistency(m, d, half_size=-3), "half_size must be a whole number >= 1"),
-    (lambda m, d: stability(m, d, noise_std=-1), r"noise_std must be a number in \(0, inf\)"),
-    (lambda m, d: stability(m, d, noise_std=0), r"noise_std must be a number in \(0, inf\)"),
-    (lambda m, d: stability(m, d, noise_clip=0), r"noise_clip must be a number in \(0, inf\]"),
-    (lambda m, d: classification(m, d, batch_size=0), "batch_size must be a whole number >= 1"),
-    (lambda m, d: prototype_stats(m, d, k=0), "k must be a whole number >= 1"),
-])
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, d: consistency(m, d, mu=5), r"mu must be a number in \(0, 1\]"),
+        (lambda m, d: consistency(m, d, mu=-1), r"mu must be a number in \(0, 1\]"),
+        (lambda m, d: consistency(m, d, mu=0), r"mu must be a number in \(0, 1\]"),
+        (lambda m, d: consistency(m, d, half_size=0), "half_size must be a whole number >= 1"),
+        (lambda m, d: consistency(m, d, half_size=-3), "half_size must be a whole number >= 1"),
+        (lambda m, d: stability(m, d, noise_std=-1), r"noise_std must be a number in \(0, inf\)"),
+        (lambda m, d: stability(m, d, noise_std=0), r"noise_std must be a number in \(0, inf\)"),
+        (lambda m, d: stability(m, d, noise_clip=0), r"noise_clip must be a number in \(0, inf\]"),
+        (lambda m, d: classification(m, d, batch_size=0), "batch_size must be a whole number >= 1"),
+        (lambda m, d: prototype_stats(m, d, k=0), "k must be a whole number >= 1"),
+    ],
+)
 def test_evaluator_parameters_out_of_range_are_errors(model, parts, call, message):
     with pytest.raises(ValueError, match=message):
         call(model, parts)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"threshold": 2}, r"threshold must be a number in \[0, 1\]"),
-    ({"threshold": float("nan")}, r"threshold must be a number in \[0, 1\]"),
-    ({"top_fraction": 0}, r"top_fraction must be a number in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"threshold": 2}, r"threshold must be a number in \[0, 1\]"),
+        ({"threshold": float("nan")}, r"threshold must be a number in \[0, 1\]"),
+        ({"top_fraction": 0}, r"top_fraction must be a number in \(0, 1\]"),
+    ],
+)
 def test_localization_parameters_out_of_range_are_errors(options, message):
     with pytest.raises(ValueError, match=message):
         per_image_localization(torch.rand(2, 8, 8), torch.ones(2, 1, 8, 8), **options)
@@ -119,6 +144,7 @@ def test_non_finite_maps_are_not_scored():
 
 
 # ----------------------------------------------------------------------------- non-finite scores, wrong data
+
 
 def test_metrics_on_nan_logits_raise_instead_of_scoring():
     logits = torch.full((6, 3), float("nan"))
@@ -140,14 +166,21 @@ def test_a_dataset_of_other_classes_is_refused_by_every_evaluator(model):
 
 
 def test_a_lesion_model_refuses_data_with_other_lesions():
-    lesion = protozoo.create_model("protopnet_lesion_resnet18", backbone="test_resnet", feature_stage=-2,
-                                   prototypes_per_class=1, prototype_dim=8, lesion_names=["drusen", "scar"])
+    lesion = protozoo.create_model(
+        "protopnet_lesion_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        prototypes_per_class=1,
+        prototype_dim=8,
+        lesion_names=["drusen", "scar"],
+    )
     data = load_dataset("synthetic-fundus", "test", image_size=SIZE, num_samples=4)
     with pytest.raises(ValueError, match="the dataset gives lesion_names="):
         localization(lesion, data)
 
 
 # ----------------------------------------------------------------------------- files and folders
+
 
 def test_image_folder_problems_are_named(tmp_path):
     from protozoo.data import load_dataset as load
@@ -183,14 +216,32 @@ def test_the_explain_cli_refuses_an_image_smaller_than_a_feature_cell(tmp_path, 
     assert "is 1x1 px, smaller than one feature cell" in capsys.readouterr().err
 
 
-
-@pytest.mark.parametrize("model_name, spec, message", [
-    ("protopnet_lesion_resnet18", "synthetic-parts", "SyntheticParts has no lesion_names: the lesion head trains on data with lesion labels"),
-    ("protopnet_multiview_resnet18", "synthetic-parts", r"multi-view \(CC/MLO\) ProtoPNet models train on items with \['views', 'label'\]"),
-])
+@pytest.mark.parametrize(
+    "model_name, spec, message",
+    [
+        (
+            "protopnet_lesion_resnet18",
+            "synthetic-parts",
+            "SyntheticParts has no lesion_names: the lesion head trains on data with lesion labels",
+        ),
+        (
+            "protopnet_multiview_resnet18",
+            "synthetic-parts",
+            r"multi-view \(CC/MLO\) ProtoPNet models train on items with \['views', 'label'\]",
+        ),
+    ],
+)
 def test_a_head_trained_on_data_without_what_it_needs_is_told_so(model_name, spec, message):
     from protozoo.train.session import prepare_run
 
     with pytest.raises(ValueError, match=message):
-        prepare_run(model_name, spec, image_size=SIZE, num_samples=4, backbone="test_resnet", feature_stage=-2,
-                    prototypes_per_class=1, prototype_dim=8)
+        prepare_run(
+            model_name,
+            spec,
+            image_size=SIZE,
+            num_samples=4,
+            backbone="test_resnet",
+            feature_stage=-2,
+            prototypes_per_class=1,
+            prototype_dim=8,
+        )

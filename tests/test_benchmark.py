@@ -25,9 +25,20 @@ from protozoo.evaluate.localization import per_image_localization, per_image_pix
 pytest.importorskip("pytorch_grad_cam")
 pytest.importorskip("captum")
 
-TINY = dict(backbones=("resnet18",), inits=("random",), methods=("gradcam", "gradcam++", "prototypes"), epochs=1,
-            last_layer_epochs=0, image_size=64, train_samples=16, test_samples=8, faithfulness_samples=2,
-            perturbations=2, batch_size=8, shortcut_figures=True)
+TINY = dict(
+    backbones=("resnet18",),
+    inits=("random",),
+    methods=("gradcam", "gradcam++", "prototypes"),
+    epochs=1,
+    last_layer_epochs=0,
+    image_size=64,
+    train_samples=16,
+    test_samples=8,
+    faithfulness_samples=2,
+    perturbations=2,
+    batch_size=8,
+    shortcut_figures=True,
+)
 LOCALIZATION = ("pointing_game", "iou", "dice", "activation_precision")
 
 
@@ -79,10 +90,16 @@ def test_every_score_is_its_evaluators(tiny):
         pixel = per_image_pixel_scores(maps.maps, maps.masks)
         for name in ("explanation_f1", "explanation_precision", "explanation_recall", "energy"):
             assert _close(row[name], nanmean(pixel[name])), (method, name)
-        tagged = dataset_maps(method, model, TaggedTest(evaluation_split(BenchmarkOptions(**TINY), None, tagged_raw=True),
-                                                        test.transform), batch_size=8)
+        tagged = dataset_maps(
+            method,
+            model,
+            TaggedTest(evaluation_split(BenchmarkOptions(**TINY), None, tagged_raw=True), test.transform),
+            batch_size=8,
+        )
         assert _close(row["tag_energy"], nanmean(per_image_pixel_scores(tagged.maps, tagged.masks)["energy"]))
-        assert _close(row["tag_pointing_game"], nanmean(per_image_localization(tagged.maps, tagged.masks)["pointing_game"]))
+        assert _close(
+            row["tag_pointing_game"], nanmean(per_image_localization(tagged.maps, tagged.masks)["pointing_game"])
+        )
         images = torch.stack([test[i]["image"] for i in range(2)])
         labels = torch.tensor([int(test[i]["label"]) for i in range(2)])
         faithful = faithfulness(method, model, images, labels, perturbations=2, seed=0)
@@ -118,12 +135,24 @@ def test_pixel_f1_is_dice_and_precision_recall_are_counts():
 
 def test_outputs(tiny):
     out, rows, lines = tiny
-    assert [(r["backbone"], r["init"], r["method"]) for r in rows] == [("resnet18", "random", m) for m in TINY["methods"]]
+    assert [(r["backbone"], r["init"], r["method"]) for r in rows] == [
+        ("resnet18", "random", m) for m in TINY["methods"]
+    ]
     assert all(r["seed"] == 0 and r["options"]["epochs"] == 1 and r["status"] == "ok" for r in rows)
     assert json.loads((out / "results.json").read_text()) == rows
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
-    assert {"backbone", "init", "method", "accuracy", "auroc", "explanation_f1", "pointing_game", "infidelity",
-            "max_sensitivity", "options"} <= set(header)
+    assert {
+        "backbone",
+        "init",
+        "method",
+        "accuracy",
+        "auroc",
+        "explanation_f1",
+        "pointing_game",
+        "infidelity",
+        "max_sensitivity",
+        "options",
+    } <= set(header)
     report = (out / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3  # the bars, the scatter, the tag figures
     assert "<td>resnet18</td><td>random</td><td>prototypes</td>" in report
@@ -142,8 +171,9 @@ def test_resume_skips_done_rows_and_redoes_a_missing_one(tiny):
     lost.unlink()  # a benchmark killed before this row was written
     again = run(out, progress=False, log=lines.append, **TINY)
     assert kept.stat().st_mtime_ns == stamp  # done rows are not recomputed
-    assert {k: v for k, v in again[-1].items() if "seconds" not in k} == \
-        {k: v for k, v in rows[-1].items() if "seconds" not in k}
+    assert {k: v for k, v in again[-1].items() if "seconds" not in k} == {
+        k: v for k, v in rows[-1].items() if "seconds" not in k
+    }
 
 
 def test_other_options_into_the_same_folder_are_refused(tiny):
@@ -156,10 +186,35 @@ def test_command_line_continues_the_run_and_prints_the_table(tiny, capsys):
     from protozoo.cli import main
 
     out, rows, _ = tiny
-    argv = ["benchmark", "--out", str(out), "--backbones", "resnet18", "--init", "random", "--methods",
-            "gradcam,gradcam++,prototypes", "--epochs", "1", "--last-layer-epochs", "0", "--image-size", "64",
-            "--num-samples", "16", "--test-samples", "8", "--faithfulness-samples", "2", "--perturbations", "2",
-            "--batch-size", "8", "--shortcut-figures", "--no-progress"]
+    argv = [
+        "benchmark",
+        "--out",
+        str(out),
+        "--backbones",
+        "resnet18",
+        "--init",
+        "random",
+        "--methods",
+        "gradcam,gradcam++,prototypes",
+        "--epochs",
+        "1",
+        "--last-layer-epochs",
+        "0",
+        "--image-size",
+        "64",
+        "--num-samples",
+        "16",
+        "--test-samples",
+        "8",
+        "--faithfulness-samples",
+        "2",
+        "--perturbations",
+        "2",
+        "--batch-size",
+        "8",
+        "--shortcut-figures",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "rows done, skipped" in printed and "| resnet18 | random | gradcam |" in printed
@@ -174,8 +229,9 @@ def test_imagenet_without_an_offline_source_says_so(tmp_path):
         pytest.skip("this machine has resnet18 ImageNet weights cached")
     rows = run(tmp_path, progress=False, log=lambda _: None, **(TINY | {"inits": ("imagenet",)}))
     assert {r["status"] for r in rows} == {"unavailable"}
-    assert all("no pretrained weights found for backbone 'resnet18'" in r["note"] and r.get("accuracy") is None
-               for r in rows)
+    assert all(
+        "no pretrained weights found for backbone 'resnet18'" in r["note"] and r.get("accuracy") is None for r in rows
+    )
     assert "not run: no pretrained weights" in (tmp_path / "report.html").read_text()
 
 
@@ -193,7 +249,9 @@ def test_bad_options_are_named():
 
 
 def test_a_missing_weight_file_is_an_error_not_a_row(tmp_path):
-    options = BenchmarkOptions(**(TINY | {"inits": ("imagenet",), "backbone_weights": {"resnet18": "nope.safetensors"}}))
+    options = BenchmarkOptions(
+        **(TINY | {"inits": ("imagenet",), "backbone_weights": {"resnet18": "nope.safetensors"}})
+    )
     with pytest.raises(FileNotFoundError, match=r"backbone_weights\['resnet18'\]: 'nope.safetensors' does not exist"):
         run(tmp_path, options, progress=False, log=lambda _: None)
 
@@ -204,8 +262,20 @@ def test_imagenet_rows_from_a_backbone_weights_file(tmp_path):
 
     weights = tmp_path / "resnet18.safetensors"
     save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(weights))
-    rows = run(tmp_path / "out", progress=False, log=lambda _: None, report=False,
-               **(TINY | {"inits": ("imagenet",), "methods": ("gradcam",), "faithfulness_samples": 0,
-                          "backbone_weights": {"resnet18": str(weights)}}))
+    rows = run(
+        tmp_path / "out",
+        progress=False,
+        log=lambda _: None,
+        report=False,
+        **(
+            TINY
+            | {
+                "inits": ("imagenet",),
+                "methods": ("gradcam",),
+                "faithfulness_samples": 0,
+                "backbone_weights": {"resnet18": str(weights)},
+            }
+        ),
+    )
     assert rows[0]["status"] == "ok" and rows[0]["init_source"] == f"file {weights}"
     assert rows[0]["infidelity"] is None  # faithfulness_samples=0: not measured, not made up

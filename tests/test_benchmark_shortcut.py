@@ -13,9 +13,19 @@ from protozoo.data.synthetic._common import marker_box
 
 pytest.importorskip("pytorch_grad_cam")
 
-SHORTCUT_RUN = dict(backbones=("efficientnet_lite0",), inits=("imagenet",), methods=("gradcam", "prototypes"),
-                    epochs=3, last_layer_epochs=0, image_size=64, train_samples=64, test_samples=16,
-                    faithfulness_samples=0, batch_size=16, shortcut_figures=True)
+SHORTCUT_RUN = dict(
+    backbones=("efficientnet_lite0",),
+    inits=("imagenet",),
+    methods=("gradcam", "prototypes"),
+    epochs=3,
+    last_layer_epochs=0,
+    image_size=64,
+    train_samples=64,
+    test_samples=16,
+    faithfulness_samples=0,
+    batch_size=16,
+    shortcut_figures=True,
+)
 
 
 def test_tagged_test_items_carry_their_labels_tag_as_mask():

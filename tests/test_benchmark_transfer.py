@@ -23,7 +23,9 @@ def test_frozen_stages_are_the_stem_and_the_first_stages():
     lite_frozen = {id(q) for q in frozen_stage_parameters(lite, 3)}
     lite_names = [n for n, p in lite.body.named_parameters() if id(p) in lite_frozen]
     assert lite_names[0] == "conv_stem.weight" and lite_names[-1].startswith("blocks.2.")
-    assert len(lite_names) == next(i for i, (n, _) in enumerate(lite.body.named_parameters()) if n.startswith("blocks.3."))
+    assert len(lite_names) == next(
+        i for i, (n, _) in enumerate(lite.body.named_parameters()) if n.startswith("blocks.3.")
+    )
     assert frozen_stage_parameters(backbone, 0) == []
     assert len(frozen_stage_parameters(backbone, 99)) == len(list(backbone.body.parameters()))
 
@@ -36,8 +38,13 @@ def test_fit_and_the_classifier_leave_frozen_stages_untouched():
     before = [p.detach().clone() for p in frozen]
     trained_before = model.backbone.body.layer4[0].conv1.weight.detach().clone()
     assert not {id(p) for p in frozen} & {id(p) for p in model.parameter_groups()["backbone"]}
-    fit(model, data, recipe=Recipe(epochs=2, warm_epochs=0, push_start=2, last_layer_epochs=0, batch_size=4),
-        progress=False, log=lambda _: None)
+    fit(
+        model,
+        data,
+        recipe=Recipe(epochs=2, warm_epochs=0, push_start=2, last_layer_epochs=0, batch_size=4),
+        progress=False,
+        log=lambda _: None,
+    )
     assert all(torch.equal(a, p) for a, p in zip(before, frozen))
     assert not torch.equal(trained_before, model.backbone.body.layer4[0].conv1.weight)
 

@@ -44,8 +44,22 @@ def test_train_starts_from_the_model_familys_recipe_and_flags_override_it(tmp_pa
     subparsers = argparse.ArgumentParser().add_subparsers()
     add_parser(subparsers, "train")
     parser = subparsers.choices["train"]
-    args = parser.parse_args(["--model", "m", "--data", "d", "--out", str(tmp_path), "--epochs", "2", "--warm-epochs", "1",
-                              "--global-epochs", "1"])
+    args = parser.parse_args(
+        [
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "2",
+            "--warm-epochs",
+            "1",
+            "--global-epochs",
+            "1",
+        ]
+    )
     braix = protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=2, prototypes_per_class=1, prototype_dim=8)
     recipe = recipe_from_args(args, task_for(braix).recipe())
     assert (recipe.unique_source, recipe.epochs, recipe.global_epochs) == ("per_class", 2, 1)  # family default + flags

@@ -14,9 +14,32 @@ from PIL import Image
 import protozoo
 from protozoo.cli import main
 
-TRAIN = ["train", "--model", "protopnet_resnet18", "--data", "synthetic-parts", "--image-size", "32",
-         "--num-samples", "8", "--epochs", "1", "--warm-epochs", "1", "--push-start", "1", "--last-layer-epochs", "0",
-         "--batch-size", "8", "--prototypes-per-class", "1", "--data-option", "num_classes=2", "--no-progress"]
+TRAIN = [
+    "train",
+    "--model",
+    "protopnet_resnet18",
+    "--data",
+    "synthetic-parts",
+    "--image-size",
+    "32",
+    "--num-samples",
+    "8",
+    "--epochs",
+    "1",
+    "--warm-epochs",
+    "1",
+    "--push-start",
+    "1",
+    "--last-layer-epochs",
+    "0",
+    "--batch-size",
+    "8",
+    "--prototypes-per-class",
+    "1",
+    "--data-option",
+    "num_classes=2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +57,44 @@ def test_train_records_the_data_options(trained):
 def test_evaluate_applies_the_recorded_options(trained, tmp_path, capsys):
     report = tmp_path / "report.json"
     # synthetic-parts has 6 classes by default: without the recorded num_classes=2 this is refused
-    assert main(["evaluate", "--model", str(trained), "--data", "synthetic-parts", "--num-samples", "12",
-                 "--out", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained),
+                "--data",
+                "synthetic-parts",
+                "--num-samples",
+                "12",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(report.read_text())
     assert scores["num_samples"] == 12 and scores["metrics"]["classification"]["accuracy"] is not None
     capsys.readouterr()
 
 
 def test_evaluate_data_option_goes_on_top(trained, capsys):
-    assert main(["evaluate", "--model", str(trained), "--data", "synthetic-parts", "--num-samples", "12",
-                 "--data-option", "num_classes=3"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained),
+                "--data",
+                "synthetic-parts",
+                "--num-samples",
+                "12",
+                "--data-option",
+                "num_classes=3",
+            ]
+        )
+        == 2
+    )
     assert "'synthetic-parts' has 3 classes but the model has 2" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(trained), "--data", "synthetic-parts", "--data-option", "oops"]) == 2
     assert "--data-option 'oops' is not KEY=VALUE" in capsys.readouterr().err
@@ -57,15 +108,33 @@ def test_explain_sources_apply_the_recorded_options_and_the_flags(trained, tmp_p
 
     def recording(spec, split, **options):
         dataset = real(spec, split, **options)
-        seen.append((spec, split, {k: v for k, v in options.items() if k != "transform"}, len(dataset),
-                     dataset.num_classes))
+        seen.append(
+            (spec, split, {k: v for k, v in options.items() if k != "transform"}, len(dataset), dataset.num_classes)
+        )
         return dataset
 
     monkeypatch.setattr(explain_cmd, "load_dataset", recording)
     image = tmp_path / "case.png"
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)
-    assert main(["explain", "--model", str(trained), str(image), "--out", str(tmp_path / "explained"),
-                 "--top-k", "1", "--sources", "synthetic-parts", "--data-option", "decoy_prob=0.0"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                str(trained),
+                str(image),
+                "--out",
+                str(tmp_path / "explained"),
+                "--top-k",
+                "1",
+                "--sources",
+                "synthetic-parts",
+                "--data-option",
+                "decoy_prob=0.0",
+            ]
+        )
+        == 0
+    )
     ((spec, split, options, length, classes),) = seen
     assert (spec, split, length, classes) == ("synthetic-parts", "train", 8, 2)  # the 8 training images, 2 classes
     assert options["num_classes"] == 2 and options["decoy_prob"] == 0.0

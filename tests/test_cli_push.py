@@ -27,7 +27,9 @@ def unpushed(tmp_path):
 
 def test_push_projects_every_prototype_onto_its_source_patch_and_saves(unpushed, tmp_path, capsys):
     out = tmp_path / "pushed"
-    assert main(["push", "--model", str(unpushed), "--data", "synthetic-parts", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(["push", "--model", str(unpushed), "--data", "synthetic-parts", "--out", str(out), "--no-progress"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "pushed 4 prototypes onto 8 images" in printed and "unique_source=none" in printed
     assert not (unpushed / "prototypes.json").exists()  # --out: the model folder is left as it was
@@ -55,19 +57,56 @@ def test_push_in_place_takes_the_runs_recipe_and_flags_override_it(unpushed, cap
     provenance = json.loads((unpushed / "prototypes.json").read_text())
     for c in (0, 1):  # per_class: the two prototypes of a class come from two images
         assert len({row["image_id"] for row in provenance if row["class"] == c}) == 2
-    assert main(["push", "--model", str(unpushed), "--data", "synthetic-parts", "--unique-source", "none",
-                 "--no-foreground", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "push",
+                "--model",
+                str(unpushed),
+                "--data",
+                "synthetic-parts",
+                "--unique-source",
+                "none",
+                "--no-foreground",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "unique_source=none, foreground=False" in capsys.readouterr().out
 
 
 def test_push_data_options_reach_the_dataset_and_a_misfit_is_one_line(unpushed, capsys):
-    code = main(["push", "--model", str(unpushed), "--data", "synthetic-parts", "--data-option", "num_classes=3",
-                 "--no-progress"])
+    code = main(
+        [
+            "push",
+            "--model",
+            str(unpushed),
+            "--data",
+            "synthetic-parts",
+            "--data-option",
+            "num_classes=3",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("protozoo push: error:") and "num_classes=3" in err and "num_classes=2" in err
-    assert main(["push", "--model", str(unpushed), "--data", "synthetic-parts", "--data-option", "num_samples",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "push",
+                "--model",
+                str(unpushed),
+                "--data",
+                "synthetic-parts",
+                "--data-option",
+                "num_samples",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "is not KEY=VALUE" in capsys.readouterr().err
 
 

@@ -50,14 +50,23 @@ def _cases(root: Path) -> Path:
 
 def test_multiview_example_states_a_cbis_benign_breast_as_benign(tmp_path, capsys) -> None:
     torch.manual_seed(0)
-    model = protozoo.create_model("protopnet_multiview_resnet18", backbone="test_resnet", feature_stage=-2,
-                                  num_classes=3, prototypes_per_class=1, prototype_dim=8, attention_dim=8,
-                                  projection_dim=8)
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(1, 64, 64), label_names=tuple(ZOO_MAMMO_CLASSES),
-                                                        crop_mode="border", crop_pct=1.0)
+    model = protozoo.create_model(
+        "protopnet_multiview_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=3,
+        prototypes_per_class=1,
+        prototype_dim=8,
+        attention_dim=8,
+        projection_dim=8,
+    )
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(1, 64, 64), label_names=tuple(ZOO_MAMMO_CLASSES), crop_mode="border", crop_pct=1.0
+    )
     model.save_pretrained(tmp_path / "model")
-    _example("multiview_mammogram").main(["--model", str(tmp_path / "model"), "--cases", str(_cases(tmp_path / "cases")),
-                                          "--out", str(tmp_path / "out")])
+    _example("multiview_mammogram").main(
+        ["--model", str(tmp_path / "model"), "--cases", str(_cases(tmp_path / "cases")), "--out", str(tmp_path / "out")]
+    )
     out = capsys.readouterr().out
     assert "breast P_00173_LEFT" in out and "true label benign (dataset class 'benign')" in out  # was "normal"
     assert "100% of its rows and 100% of its columns reach the model" in out
@@ -68,11 +77,22 @@ def test_visualize_prototypes_reads_the_recorded_training_images(tmp_path) -> No
     """The sources drawn are the very images pushed on, not default-option lookalikes with the same ids."""
     torch.manual_seed(0)
     options = {"image_size": 32, "num_samples": 6, "lesion_size": 3.0, "seed": 4}
-    model = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=3,
-                                  prototypes_per_class=1, prototype_dim=8, in_chans=1)
+    model = protozoo.create_model(
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=3,
+        prototypes_per_class=1,
+        prototype_dim=8,
+        in_chans=1,
+    )
     model.pretrained_cfg = model.pretrained_cfg.replace(
-        input_size=(1, 32, 32), label_names=tuple(ZOO_MAMMO_CLASSES), crop_mode="border", crop_pct=1.0,
-        extra={"train_data": {"spec": "synthetic-mammo", "options": options}})
+        input_size=(1, 32, 32),
+        label_names=tuple(ZOO_MAMMO_CLASSES),
+        crop_mode="border",
+        crop_pct=1.0,
+        extra={"train_data": {"spec": "synthetic-mammo", "options": options}},
+    )
     transform = build_transforms(resolve_data_config(model), train=False)
     pushed_on = load_dataset("synthetic-mammo", "train", transform=transform, **options)
     push_prototypes(model.eval(), DataLoader(pushed_on, batch_size=6, collate_fn=collate_items))
@@ -83,8 +103,9 @@ def test_visualize_prototypes_reads_the_recorded_training_images(tmp_path) -> No
     shown = find_sources(example.training_data(model, None, "train", name="m"), ids, family)
     truth = find_sources(pushed_on, ids, family)
     assert set(shown) == set(ids) and all(torch.equal(shown[i], truth[i]) for i in ids)
-    lookalikes = find_sources(load_dataset("synthetic-mammo", "train", transform=transform, image_size=32,
-                                           num_samples=6), ids, family)
+    lookalikes = find_sources(
+        load_dataset("synthetic-mammo", "train", transform=transform, image_size=32, num_samples=6), ids, family
+    )
     assert any(not torch.equal(lookalikes[i], truth[i]) for i in ids)  # what the example showed before
     with pytest.raises(SystemExit, match="was pushed on 'synthetic-mammo'.*pass --data synthetic-mammo"):
         example.training_data(model, "synthetic-parts", "train", name="m")

@@ -55,31 +55,49 @@ def toy_loss(model, output, batch, weights, phase):
     return loss, {"cross_entropy": loss.item()}
 
 
-TOY = Family(name="toy_protonet", model_class=ToyNet, title="toy ProtoPNet", loss=toy_loss,
-             recipe={"unique_source": "per_class"}, backbones={"tiny": ("test_resnet", PretrainedCfg())})
+TOY = Family(
+    name="toy_protonet",
+    model_class=ToyNet,
+    title="toy ProtoPNet",
+    loss=toy_loss,
+    recipe={"unique_source": "per_class"},
+    backbones={"tiny": ("test_resnet", PretrainedCfg())},
+)
 register_family(TOY, module=__name__)
 
 
 def _items(spec: str, model, split: str = "train", n: int = 12):
-    data = load_dataset(spec, split, image_size=SIZE, num_samples=n, **({"num_classes": 3} if spec == "synthetic-parts" else {}))
+    data = load_dataset(
+        spec, split, image_size=SIZE, num_samples=n, **({"num_classes": 3} if spec == "synthetic-parts" else {})
+    )
     data.transform = build_transforms(resolve_data_config(model), train=False)
     return data
 
 
 def _sized(model, data):
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(model.config.in_chans, SIZE, SIZE),
-                                                        label_names=tuple(data.classes))
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(model.config.in_chans, SIZE, SIZE), label_names=tuple(data.classes)
+    )
     return model
 
 
 def test_a_family_in_one_file_gets_every_tool(tmp_path):
-    model = protozoo.create_model("toy_protonet_tiny", num_classes=3, **{k: v for k, v in TINY.items() if k != "backbone"})
+    model = protozoo.create_model(
+        "toy_protonet_tiny", num_classes=3, **{k: v for k, v in TINY.items() if k != "backbone"}
+    )
     assert family_of(model) is TOY and protozoo.list_models("toy_*") == ["toy_protonet_tiny"]
-    data = _items("synthetic-parts", _sized(model, load_dataset("synthetic-parts", "train", image_size=SIZE, num_samples=4,
-                                                                   num_classes=3)))
+    data = _items(
+        "synthetic-parts",
+        _sized(model, load_dataset("synthetic-parts", "train", image_size=SIZE, num_samples=4, num_classes=3)),
+    )
     # training reads the family's loss and recipe
-    result = fit(model, data, recipe=Recipe(epochs=1, warm_epochs=0, push_start=1, push_every=1, last_layer_epochs=0,
-                                            batch_size=6), progress=False, log=lambda _: None)
+    result = fit(
+        model,
+        data,
+        recipe=Recipe(epochs=1, warm_epochs=0, push_start=1, push_every=1, last_layer_epochs=0, batch_size=6),
+        progress=False,
+        log=lambda _: None,
+    )
     assert set(result.history[0]) >= {"cross_entropy", "accuracy"} and result.history[-1]["kind"] == "push"
     # push: every prototype is a training patch of its own class
     assert [row["label"] for row in model.provenance] == model.prototype_class.tolist()
@@ -119,11 +137,20 @@ def test_the_builtin_families_are_registered():
 def test_family_contract(name, tmp_path, capsys):
     family = list_families()[name]
     n = 64 if family.prototype_kind == "lesion" else 24  # enough eyes to show every lesion type
-    probe = load_dataset(family.example_data, "train", image_size=SIZE, num_samples=n,
-                         **({"num_classes": 3} if family.example_data == "synthetic-parts" else {}))
+    probe = load_dataset(
+        family.example_data,
+        "train",
+        image_size=SIZE,
+        num_samples=n,
+        **({"num_classes": 3} if family.example_data == "synthetic-parts" else {}),
+    )
     in_chans = next(iter(family.image_views(probe[0]).values()))["image"].shape[0]
-    model = protozoo.create_model(f"{name}_{next(iter(family.backbones))}", in_chans=in_chans, **TINY,
-                                  **family.resolved("dataset_arguments")(probe)).eval()
+    model = protozoo.create_model(
+        f"{name}_{next(iter(family.backbones))}",
+        in_chans=in_chans,
+        **TINY,
+        **family.resolved("dataset_arguments")(probe),
+    ).eval()
     data = _items(family.example_data, _sized(model, probe), n=n)
 
     # per-class counts: what `protozoo info` and reports print comes from prototype_class
@@ -131,7 +158,8 @@ def test_family_contract(name, tmp_path, capsys):
     counts = torch.bincount(model.prototype_class, minlength=len(names)).tolist()
     assert set(counts) == {TINY["prototypes_per_class"]} and len(counts) == len(names)
     assert family.describe_prototypes(model).startswith(
-        f"{model.num_prototypes} prototypes ({TINY['prototypes_per_class']} per {family.prototype_kind} x {len(names)} ")
+        f"{model.num_prototypes} prototypes ({TINY['prototypes_per_class']} per {family.prototype_kind} x {len(names)} "
+    )
 
     loader = torch.utils.data.DataLoader(data, batch_size=6, collate_fn=protozoo.data.collate.collate_items)
     push_prototypes(model, loader, unique_source="none")
@@ -145,7 +173,7 @@ def test_family_contract(name, tmp_path, capsys):
     # the explain CLI, with one image file per input the family reads
     folder = model.save_pretrained(tmp_path / "model")
     files = []
-    for i, view in enumerate(family.input_names):
+    for _i, view in enumerate(family.input_names):
         array = next(iter(family.image_views(probe[0]).values()))["image"]
         path = tmp_path / f"{view}.png"
         pixels = (array.clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy() * 255).astype(np.uint8)

@@ -42,7 +42,9 @@ def plan_of(recipe):
         if step.kind == "push":
             out.append(("push", "push", None))
         elif step.phase == "joint":
-            out.append(("train", "joint", JOINT_LR * recipe.lr_gamma ** ((joint + recipe.lr_step_offset) // recipe.lr_step)))
+            out.append(
+                ("train", "joint", JOINT_LR * recipe.lr_gamma ** ((joint + recipe.lr_step_offset) // recipe.lr_step))
+            )
             joint += 1
         else:
             out.append(("train", step.phase, WARM_LR if step.phase == "warm" else LAST_LR))
@@ -66,7 +68,10 @@ def test_paper_recipe_is_the_reference_schedule_step_for_step():
 
 def test_default_recipe_differs_where_documented():
     default, reference = plan_of(Recipe(epochs=31)), reference_schedule(31)
-    pushes = lambda steps: [sum(s[1] in ("warm", "joint") for s in steps[:i]) for i, s in enumerate(steps) if s[0] == "push"]  # noqa: E731
+
+    def pushes(steps):
+        return [sum(s[1] in ("warm", "joint") for s in steps[:i]) for i, s in enumerate(steps) if s[0] == "push"]
+
     assert pushes(default) == [10, 20, 30, 31] and pushes(reference) == [11, 21, 31]  # one epoch earlier; at the end
     joint_lrs = lambda steps: [s[2] for s in steps if s[1] == "joint"][:6]  # noqa: E731
     assert joint_lrs(default)[4:] == [JOINT_LR, pytest.approx(JOINT_LR / 10)]  # decays from the 6th joint epoch
@@ -79,7 +84,9 @@ def tiny_run():
     model = protozoo.create_model("protopnet_resnet18", num_classes=2, prototypes_per_class=1, prototype_dim=8,
                                   feature_stage=2)  # fmt: skip
     generator = torch.Generator().manual_seed(0)
-    data = [{"image": torch.randn(3, 32, 32, generator=generator) + i % 2, "label": i % 2, "id": f"i{i}"} for i in range(8)]
+    data = [
+        {"image": torch.randn(3, 32, 32, generator=generator) + i % 2, "label": i % 2, "id": f"i{i}"} for i in range(8)
+    ]
     return model, data
 
 
@@ -104,7 +111,10 @@ def test_fit_follows_the_reference_learning_rates():
     result = fit(model, data, recipe=recipe, progress=False, log=lambda _: None)
     ran = [("push", "push", None) if r["kind"] == "push" else ("train", r["phase"], r["lr"]) for r in result.history]
     same_steps(ran, reference_schedule(12, num_warm_epochs=1, last_layer_iterations=1))
-    assert [r["lr"] for r in result.history if r.get("phase") == "joint"][3:5] == [JOINT_LR, pytest.approx(JOINT_LR / 10)]
+    assert [r["lr"] for r in result.history if r.get("phase") == "joint"][3:5] == [
+        JOINT_LR,
+        pytest.approx(JOINT_LR / 10),
+    ]
 
 
 def test_push_box_of_the_map_before_the_push():

@@ -36,8 +36,14 @@ def test_current_umask_reads_the_process_umask(umask) -> None:
 def test_weights_and_json_get_the_umask_mode(umask, tmp_path) -> None:
     write_state_dict({"w": torch.zeros(3)}, tmp_path / "w.safetensors")
     write_json({"a": 1}, tmp_path / "a.json")
-    model = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=2,
-                                  prototypes_per_class=1, prototype_dim=8)
+    model = protozoo.create_model(
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=2,
+        prototypes_per_class=1,
+        prototype_dim=8,
+    )
     model.save_pretrained(tmp_path / "model")
     modes = _modes(tmp_path)
     assert {"w.safetensors", "a.json", "model/config.json", "model/model.safetensors"} <= set(modes)
@@ -47,17 +53,58 @@ def test_weights_and_json_get_the_umask_mode(umask, tmp_path) -> None:
 def test_a_training_run_and_an_explanation_write_every_file_with_the_umask_mode(tmp_path) -> None:
     old = os.umask(0o027)  # group may read, others nothing: 0640 files, 0750 folders
     try:
-        start = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=2,
-                                      prototypes_per_class=1, prototype_dim=8)
+        start = protozoo.create_model(
+            "protopnet_resnet18",
+            backbone="test_resnet",
+            feature_stage=-2,
+            num_classes=2,
+            prototypes_per_class=1,
+            prototype_dim=8,
+        )
         start.save_pretrained(tmp_path / "start")
-        assert protozoo.cli.main(["train", "--model", str(tmp_path / "start"), "--data", "synthetic-parts",
-                                  "--image-size", "32", "--num-samples", "8", "--epochs", "1", "--batch-size", "8",
-                                  "--data-option", "num_classes=2", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+        assert (
+            protozoo.cli.main(
+                [
+                    "train",
+                    "--model",
+                    str(tmp_path / "start"),
+                    "--data",
+                    "synthetic-parts",
+                    "--image-size",
+                    "32",
+                    "--num-samples",
+                    "8",
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--data-option",
+                    "num_classes=2",
+                    "--no-progress",
+                    "--out",
+                    str(tmp_path / "run"),
+                ]
+            )
+            == 0
+        )
         image = tmp_path / "in.png"
         Image.fromarray((np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)).save(image)
         os.chmod(image, 0o644)
-        assert protozoo.cli.main(["explain", str(image), "--model", str(tmp_path / "run" / "model"),
-                                  "--out", str(tmp_path / "explained"), "--top-k", "1"]) == 0
+        assert (
+            protozoo.cli.main(
+                [
+                    "explain",
+                    str(image),
+                    "--model",
+                    str(tmp_path / "run" / "model"),
+                    "--out",
+                    str(tmp_path / "explained"),
+                    "--top-k",
+                    "1",
+                ]
+            )
+            == 0
+        )
     finally:
         os.umask(old)
     for folder in ("run", "explained"):

@@ -23,9 +23,13 @@ def test_cost_is_activation_outside_own_lesion_and_anywhere_for_other_classes():
     own = torch.tensor([[True, False], [False, True], [True, False]])
     rms = lambda x: (x.pow(2).mean() + 1e-8).sqrt()  # noqa: E731
     outside = 1 - masks[:, 0]
-    expected = (rms(act[0, 0] * outside[0]) + rms(act[0, 1])  # own outside its lesion; the other anywhere
-                + rms(act[1, 0]) + rms(act[1, 1] * outside[1])
-                + rms(act[2, 1])) / 6  # a normal image: its own prototype is not penalised
+    expected = (
+        rms(act[0, 0] * outside[0])
+        + rms(act[0, 1])  # own outside its lesion; the other anywhere
+        + rms(act[1, 0])
+        + rms(act[1, 1] * outside[1])
+        + rms(act[2, 1])
+    ) / 6  # a normal image: its own prototype is not penalised
     assert fine_annotation_cost(act, masks, own).item() == pytest.approx(expected.item(), rel=1e-5)
     inside_only = act * masks  # own-class activation only inside the lesion, other classes silent
     silent = torch.where(own[..., None, None], inside_only, torch.zeros_like(act))
@@ -47,8 +51,9 @@ def _activation(model, batch) -> tuple[float, float]:
 
 def _train(weight: float, batch) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=1,
-                                  prototype_dim=16, feature_stage=2)
+    model = protozoo.create_model(
+        "braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=1, prototype_dim=16, feature_stage=2
+    )
     loss_fn = family_of(model).resolved("loss")
     weights = LossWeights(fine_annotation=weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -66,8 +71,14 @@ def _train(weight: float, batch) -> torch.nn.Module:
 def test_training_with_it_lowers_activation_outside_the_lesions():
     model = protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=3, feature_stage=2)
     config = resolve_data_config(model, input_size=(1, SIZE, SIZE))
-    data = load_dataset("synthetic-mammo", "train", image_size=SIZE, num_samples=16,
-                        lesion_size=2.0, transform=build_transforms(config, train=False))
+    data = load_dataset(
+        "synthetic-mammo",
+        "train",
+        image_size=SIZE,
+        num_samples=16,
+        lesion_size=2.0,
+        transform=build_transforms(config, train=False),
+    )
     batch = collate_items([data[i] for i in range(len(data))])
     assert (batch["mask"].flatten(1).amax(dim=1) > 0).sum() >= 6  # lesion-bearing images to score
     off, on = _train(0.0, batch), _train(1.0, batch)

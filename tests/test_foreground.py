@@ -59,14 +59,16 @@ def test_foreground_cells_are_half_foreground_and_never_none():
 
 def _tiny_braix():
     torch.manual_seed(0)
-    return protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=2,
-                                 prototype_dim=16, feature_stage=2).eval()
+    return protozoo.create_model(
+        "braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=2, prototype_dim=16, feature_stage=2
+    ).eval()
 
 
 def _mammo(model, n=12):
     config = resolve_data_config(model, input_size=(1, SIZE, SIZE))
-    return load_dataset("synthetic-mammo", "train", image_size=SIZE, num_samples=n,
-                        transform=build_transforms(config, train=False))
+    return load_dataset(
+        "synthetic-mammo", "train", image_size=SIZE, num_samples=n, transform=build_transforms(config, train=False)
+    )
 
 
 def _background_prototypes(model, data):
@@ -162,10 +164,17 @@ def test_lesion_head_prototypes_come_from_their_own_lesion_type():
     from protozoo.foreground import lesion_cells
 
     torch.manual_seed(0)
-    model = protozoo.create_model("protopnet_lesion_resnet18", prototypes_per_class=1, prototype_dim=8,
-                                  feature_stage=2, pretrained_backbone=False).eval()
-    data = load_dataset("synthetic-fundus", "train", image_size=SIZE, num_samples=48, lesion_size=2.0,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    model = protozoo.create_model(
+        "protopnet_lesion_resnet18", prototypes_per_class=1, prototype_dim=8, feature_stage=2, pretrained_backbone=False
+    ).eval()
+    data = load_dataset(
+        "synthetic-fundus",
+        "train",
+        image_size=SIZE,
+        num_samples=48,
+        lesion_size=2.0,
+        transform=build_transforms(resolve_data_config(model), train=False),
+    )
     loader = torch.utils.data.DataLoader(data, batch_size=6, collate_fn=collate_items)
     drusen, haemorrhage = model.lesion_names.index("drusen"), model.lesion_names.index("haemorrhage")
     both = next(data[i] for i in range(len(data)) if data[i]["lesions"][drusen] and data[i]["lesions"][haemorrhage])

@@ -13,9 +13,7 @@ from protozoo.similarity import cosine_distance_maps, make_similarity, squared_l
 
 @pytest.fixture
 def tiny():
-    model = protozoo.create_model(
-        "protopnet_resnet18", num_classes=3, prototypes_per_class=2, prototype_dim=8
-    ).eval()
+    model = protozoo.create_model("protopnet_resnet18", num_classes=3, prototypes_per_class=2, prototype_dim=8).eval()
     return model
 
 

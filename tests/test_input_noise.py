@@ -13,8 +13,14 @@ TINY = dict(prototypes_per_class=1, prototype_dim=8, feature_stage=2, pretrained
 
 
 def _data(model):
-    return load_dataset("synthetic-parts", "train", image_size=32, num_samples=8, num_classes=2,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    return load_dataset(
+        "synthetic-parts",
+        "train",
+        image_size=32,
+        num_samples=8,
+        num_classes=2,
+        transform=build_transforms(resolve_data_config(model), train=False),
+    )
 
 
 def test_training_inputs_get_the_recipe_noise_and_evaluation_none(monkeypatch):
@@ -30,8 +36,17 @@ def test_training_inputs_get_the_recipe_noise_and_evaluation_none(monkeypatch):
         return forward(self, x)
 
     monkeypatch.setattr(type(model), "forward", spy)
-    recipe = Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, push_at_end=False, last_layer_epochs=0,
-                    batch_size=8, input_noise=0.2, seed=3)
+    recipe = Recipe(
+        epochs=1,
+        warm_epochs=1,
+        push_start=1,
+        push_every=1,
+        push_at_end=False,
+        last_layer_epochs=0,
+        batch_size=8,
+        input_noise=0.2,
+        seed=3,
+    )
     fit(model, data, recipe=recipe, val_data=data, progress=False)
     (train,), (val,) = seen["train"], seen["eval"]
     order = [min(range(len(clean)), key=lambda j: (x - clean[j]).abs().max()) for x in train]  # shuffled
@@ -44,8 +59,17 @@ def test_input_noise_is_reproducible_and_checked():
     def noise_of(seed):
         torch.manual_seed(0)
         model = protozoo.create_model("protopnet_resnet18", num_classes=2, **TINY)
-        recipe = Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, push_at_end=False,
-                        last_layer_epochs=0, batch_size=8, input_noise=0.2, seed=seed)
+        recipe = Recipe(
+            epochs=1,
+            warm_epochs=1,
+            push_start=1,
+            push_every=1,
+            push_at_end=False,
+            last_layer_epochs=0,
+            batch_size=8,
+            input_noise=0.2,
+            seed=seed,
+        )
         fit(model, _data(model), recipe=recipe, progress=False)
         return model.prototypes.detach().clone()
 

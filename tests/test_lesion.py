@@ -12,10 +12,10 @@ import torch
 import protozoo
 from protozoo.data.collate import collate_items
 from protozoo.data.synthetic import FUNDUS_LESIONS, SyntheticFundus
+from protozoo.family import family_of
 from protozoo.train import PHASES, Recipe, fit
 from protozoo.train.losses import LossWeights
 from protozoo.train.losses_lesion import multilabel_cluster_cost, multilabel_separation_cost
-from protozoo.family import family_of
 from protozoo.train.tasks import task_for
 
 TINY = dict(prototypes_per_class=2, prototype_dim=16, feature_stage=3)
@@ -136,9 +136,15 @@ def test_task_loss_terms_and_parameter_groups():
 def _fit(epochs: int, samples: int, batch_size: int):
     torch.manual_seed(0)
     model = protozoo.create_model("protopnet_lesion_resnet18", **TINY)
-    recipe = Recipe(epochs=epochs, warm_epochs=1, batch_size=batch_size, push_start=epochs + 1,
-                    push_at_end=False, lr={"backbone": 1e-3, "add_on": 1e-2, "prototypes": 3e-3, "last_layer": 1e-3},
-                    warm_lr={"add_on": 1e-2, "prototypes": 3e-3})
+    recipe = Recipe(
+        epochs=epochs,
+        warm_epochs=1,
+        batch_size=batch_size,
+        push_start=epochs + 1,
+        push_at_end=False,
+        lr={"backbone": 1e-3, "add_on": 1e-2, "prototypes": 3e-3, "last_layer": 1e-3},
+        warm_lr={"add_on": 1e-2, "prototypes": 3e-3},
+    )
     val = SyntheticFundus("val", image_size=SIZE, num_samples=60)
     train = SyntheticFundus("train", image_size=SIZE, num_samples=samples)
     return fit(model, train, recipe=recipe, val_data=val, progress=False, log=lambda line: None).history
@@ -167,7 +173,6 @@ def test_push_puts_each_lesion_prototype_on_an_image_with_that_lesion():
         assert (z - model.prototypes[row["prototype"]]).abs().max() < 1e-5
 
 
-
 def test_lesions_start_absent_at_their_prior_and_features_are_standardised():
     torch.manual_seed(0)
     model = protozoo.create_model("protopnet_lesion_resnet18", lesion_prior=0.2, **TINY)
@@ -191,6 +196,6 @@ def test_lesion_aurocs_equal_a_plain_loop(model):
             logits.append(model(data[i]["image"][None]).lesion_logits[0])
             labels.append(data[i]["lesions"])
     logits, labels = torch.stack(logits), torch.stack(labels)
-    for l, name in enumerate(model.lesion_names):
-        expected = binary_auroc(logits[:, l], labels[:, l] > 0.5)
+    for lesion, name in enumerate(model.lesion_names):
+        expected = binary_auroc(logits[:, lesion], labels[:, lesion] > 0.5)
         assert scores[name] == pytest.approx(expected, nan_ok=True, abs=1e-6)

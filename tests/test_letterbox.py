@@ -73,26 +73,32 @@ def test_protozoo_explain_feeds_the_model_every_row_of_a_4736x2624_dicom(mammo_r
     pixels_in = seen[0][0] * cfg.std[0] + cfg.mean[0]  # (32, 32) back in [0, 1]
     fitted_width = round(COLS / ROWS * 32)  # 18 columns: the aspect is kept
     left = (32 - fitted_width) // 2
-    content = pixels_in[:, left:left + fitted_width]
+    content = pixels_in[:, left : left + fitted_width]
     assert content[0].mean() > 0.85, "the top rows were cut away"
     assert abs(content[-1].mean() - 0.625) < 0.1, "the bottom rows were cut away"
     assert abs(content[16].mean() - 0.25) < 0.02
-    assert pixels_in[:, :left].abs().max() < 1e-6 and pixels_in[:, left + fitted_width:].abs().max() < 1e-6  # black pad
+    assert (
+        pixels_in[:, :left].abs().max() < 1e-6 and pixels_in[:, left + fitted_width :].abs().max() < 1e-6
+    )  # black pad
 
 
-@pytest.mark.parametrize("shape, size, crop_pct", [((50, 90), (32, 48), 1.0), ((90, 50), (32, 32), 1.0),
-                                                   ((4736 // 37, 2624 // 37), (32, 32), 0.875)])
+@pytest.mark.parametrize(
+    "shape, size, crop_pct",
+    [((50, 90), (32, 48), 1.0), ((90, 50), (32, 32), 1.0), ((4736 // 37, 2624 // 37), (32, 32), 0.875)],
+)
 def test_border_is_timms_letterbox(shape, size, crop_pct) -> None:
     """Our eval geometry equals timm's ``crop_mode="border"`` pipeline (with black fill)."""
     import timm.data
     from timm.data.transforms import center_crop_or_pad
 
     image = torch.rand(1, *shape)
-    cfg = resolve_data_config(input_size=(1, *size), mean=(0.0,), std=(1.0,), interpolation="bilinear",
-                              crop_pct=crop_pct, crop_mode="border")
+    cfg = resolve_data_config(
+        input_size=(1, *size), mean=(0.0,), std=(1.0,), interpolation="bilinear", crop_pct=crop_pct, crop_mode="border"
+    )
     ours = build_transforms(cfg, train=False)({"image": image})["image"]
-    timm_tf = timm.data.create_transform(input_size=(1, *size), crop_pct=crop_pct, crop_mode="border",
-                                         interpolation="bilinear", mean=(0.0,), std=(1.0,))
+    timm_tf = timm.data.create_transform(
+        input_size=(1, *size), crop_pct=crop_pct, crop_mode="border", interpolation="bilinear", mean=(0.0,), std=(1.0,)
+    )
     resize_keep_ratio = timm_tf.transforms[0]
     reference = center_crop_or_pad(resize_keep_ratio(image), list(size), fill=0)
     torch.testing.assert_close(ours, reference.clamp(0, 1), rtol=0, atol=1e-6)
@@ -101,8 +107,13 @@ def test_border_is_timms_letterbox(shape, size, crop_pct) -> None:
 @pytest.mark.parametrize("h, w, x, y", [(90, 50, 12.0, 80.0), (40, 120, 110.0, 5.0), (64, 64, 30.0, 10.0)])
 def test_letterbox_moves_mask_and_keypoint_with_the_image(h, w, x, y) -> None:
     image = torch.from_numpy(dot_image(h, w, x, y)).float()[None]  # (1, H, W)
-    item = {"image": image, "mask": (image > 0.2).float(), "foreground": torch.ones(1, h, w, dtype=torch.bool),
-            "parts": torch.tensor([[x, y]]), "parts_visible": torch.tensor([True])}
+    item = {
+        "image": image,
+        "mask": (image > 0.2).float(),
+        "foreground": torch.ones(1, h, w, dtype=torch.bool),
+        "parts": torch.tensor([[x, y]]),
+        "parts_visible": torch.tensor([True]),
+    }
     from torchvision.transforms.v2 import InterpolationMode
 
     letterbox(item, (0, 0, h, w), (48, 48), InterpolationMode.BILINEAR)
@@ -140,10 +151,13 @@ def test_visible_fraction_says_what_a_geometry_cuts() -> None:
     centre = build_transforms(resolve_data_config(input_size=(1, 128, 128)), train=False)
     rows, cols = centre.visible_fraction(ROWS, COLS)
     assert rows == pytest.approx(0.485, abs=0.005) and cols == pytest.approx(0.875, abs=0.005)
-    whole = build_transforms(resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=1.0), train=False)
+    whole = build_transforms(
+        resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=1.0), train=False
+    )
     assert whole.visible_fraction(ROWS, COLS) == (1.0, 1.0)
-    trimmed = build_transforms(resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=0.875),
-                               train=False)
+    trimmed = build_transforms(
+        resolve_data_config(input_size=(1, 128, 128), crop_mode="border", crop_pct=0.875), train=False
+    )
     assert trimmed.visible_fraction(ROWS, COLS)[0] == pytest.approx(0.875, abs=0.01)
 
 
@@ -158,8 +172,10 @@ def test_protozoo_explain_says_what_a_centre_cropped_model_does_not_see(tmp_path
     monkeypatch.setattr(explain_cli, "explain", lambda *args, **kwargs: (_ for _ in ()).throw(_Seen()))
     with pytest.raises(_Seen):
         protozoo.cli.main(["explain", str(dicom), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out")])
-    assert "crop_mode='center' crop_pct=0.875, so 48% of its rows and 88% of its columns reach the model" in \
-        capsys.readouterr().out
+    assert (
+        "crop_mode='center' crop_pct=0.875, so 48% of its rows and 88% of its columns reach the model"
+        in capsys.readouterr().out
+    )
 
 
 def test_a_cbis_ddsm_dataset_letterboxes_its_views_and_their_roi_masks(tmp_path) -> None:

@@ -59,8 +59,9 @@ def test_plan_phases_push_and_last_layer():
     recipe = Recipe(epochs=6, warm_epochs=2, push_start=4, push_every=2, last_layer_epochs=3)
     plan = recipe.plan()
     kinds = [s.phase if s.kind == "train" else "PUSH" for s in plan]
-    assert kinds == (["warm"] * 2 + ["joint"] * 2 + ["PUSH"] + ["last_layer"] * 3
-                     + ["joint"] * 2 + ["PUSH"] + ["last_layer"] * 3)
+    assert kinds == (
+        ["warm"] * 2 + ["joint"] * 2 + ["PUSH"] + ["last_layer"] * 3 + ["joint"] * 2 + ["PUSH"] + ["last_layer"] * 3
+    )
     assert [s.epoch for s in plan if s.kind == "train"] == list(range(12))
     assert "plan: warm x2 -> joint x2 -> PUSH -> last_layer x3" in recipe.describe()
 

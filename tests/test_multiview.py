@@ -174,11 +174,25 @@ def _fit(epochs: int, samples: int, batch_size: int, push: bool):
     torch.manual_seed(0)
     model = protozoo.create_model("protopnet_multiview_resnet18", **TINY)
     train = _mammo("train", samples)
-    recipe = Recipe(epochs=epochs, warm_epochs=1, push_start=epochs if push else epochs + 1, push_at_end=push, last_layer_epochs=1,
-                    batch_size=batch_size, push_every=epochs,
-                    lr={"backbone": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3})
-    result = fit(model, train, recipe=recipe, val_data=_mammo("val", 60), push_data=FlattenViews(train), progress=False,
-                 log=lambda line: None)
+    recipe = Recipe(
+        epochs=epochs,
+        warm_epochs=1,
+        push_start=epochs if push else epochs + 1,
+        push_at_end=push,
+        last_layer_epochs=1,
+        batch_size=batch_size,
+        push_every=epochs,
+        lr={"backbone": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3},
+    )
+    result = fit(
+        model,
+        train,
+        recipe=recipe,
+        val_data=_mammo("val", 60),
+        push_data=FlattenViews(train),
+        progress=False,
+        log=lambda line: None,
+    )
     return model, result.history
 
 

@@ -45,7 +45,9 @@ def test_recorded_statistics_are_the_training_images_distances(calibrated):
     assert q["0.5"] <= q["0.9"] <= q["0.95"] <= q[str(OOD_QUANTILE)] <= q["1.0"]
     # The statistic by hand: Mahalanobis distance of the mean-pooled latent map to the recorded mean.
     with torch.no_grad():
-        z = model.latent(torch.stack([train[i]["image"] for i in range(len(train))])).double().mean(dim=(2, 3))  # (N, D)
+        z = (
+            model.latent(torch.stack([train[i]["image"] for i in range(len(train))])).double().mean(dim=(2, 3))
+        )  # (N, D)
     mean = torch.tensor(stats["mean"], dtype=torch.float64)
     torch.testing.assert_close(mean, z.mean(0))
     d = z - mean
@@ -64,7 +66,9 @@ def test_synthetic_test_images_pass_and_constant_or_noise_images_are_flagged(cal
     odd = {
         "constant": torch.full((1, SIZE, SIZE), 0.5),
         "noise texture": torch.rand(1, SIZE, SIZE, generator=generator),
-        "photograph-like blocks": torch.rand(1, 8, 8, generator=generator).repeat_interleave(8, 1).repeat_interleave(8, 2),
+        "photograph-like blocks": torch.rand(1, 8, 8, generator=generator)
+        .repeat_interleave(8, 1)
+        .repeat_interleave(8, 2),
     }
     for name, raw in odd.items():
         note = explain(model, transform({"image": raw})["image"]).ood
@@ -97,7 +101,9 @@ def test_statistics_of_another_latent_size_are_refused(calibrated):
         model.pretrained_cfg = model.pretrained_cfg.replace(extra={**model.pretrained_cfg.extra, OOD_KEY: stats})
 
 
-def test_protozoo_explain_measures_a_synthetic_model_on_its_recorded_training_data_and_flags_a_constant_image(tmp_path, capsys):
+def test_protozoo_explain_measures_a_synthetic_model_on_its_recorded_training_data_and_flags_a_constant_image(
+    tmp_path, capsys
+):
     import argparse
 
     import numpy as np
@@ -108,15 +114,28 @@ def test_protozoo_explain_measures_a_synthetic_model_on_its_recorded_training_da
     torch.manual_seed(0)
     model, items = tiny_model("synthetic-mammo", in_chans=1, size=SIZE)
     options = {"image_size": SIZE, "num_samples": 48}
-    model.pretrained_cfg = model.pretrained_cfg.replace(extra={"train_data": {"spec": "synthetic-mammo", "options": options}})
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        extra={"train_data": {"spec": "synthetic-mammo", "options": options}}
+    )
     model.save_pretrained(tmp_path / "model")
     raw = load_dataset("synthetic-mammo", "test", image_size=SIZE, num_samples=2)[0]["image"][0].numpy()
     Image.fromarray((raw * 255).astype(np.uint8)).save(tmp_path / "breast.png")
     Image.fromarray(np.full((SIZE, SIZE), 128, dtype=np.uint8)).save(tmp_path / "constant.png")
     parser = argparse.ArgumentParser()
     explain_cmd.add_parser(parser.add_subparsers(dest="command"), "explain")
-    args = parser.parse_args(["explain", "--model", str(tmp_path / "model"), str(tmp_path / "breast.png"),
-                              str(tmp_path / "constant.png"), "--out", str(tmp_path / "out"), "--top-k", "2"])
+    args = parser.parse_args(
+        [
+            "explain",
+            "--model",
+            str(tmp_path / "model"),
+            str(tmp_path / "breast.png"),
+            str(tmp_path / "constant.png"),
+            "--out",
+            str(tmp_path / "out"),
+            "--top-k",
+            "2",
+        ]
+    )
     assert explain_cmd.run(args) == 0
     printed = capsys.readouterr().out
     assert "measured now on 48 items of its recorded training data (synthetic-mammo, regenerated)" in printed

@@ -42,8 +42,9 @@ def _tiny(arch: str, in_chans: int, classes: list[str], **extra):
 
 
 def _data(model, spec: str, split: str = "test", n: int = 8):
-    return load_dataset(spec, split, image_size=SIZE, num_samples=n,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    return load_dataset(
+        spec, split, image_size=SIZE, num_samples=n, transform=build_transforms(resolve_data_config(model), train=False)
+    )
 
 
 def _header(fig: Figure) -> str:
@@ -63,8 +64,13 @@ def _row_points(fig: Figure) -> list[float]:
 
 
 def _footer(fig: Figure) -> str:
-    return next(t.get_text() for t in fig.texts if t.get_text().startswith(("all ", "no lesion", "drusen")) or " logit " in t.get_text()
-                and "= rows" in t.get_text())
+    return next(
+        t.get_text()
+        for t in fig.texts
+        if t.get_text().startswith(("all ", "no lesion", "drusen"))
+        or " logit " in t.get_text()
+        and "= rows" in t.get_text()
+    )
 
 
 def _check_sum(fig: Figure, score: float) -> None:
@@ -104,7 +110,10 @@ def test_one_colour_scale_for_every_heatmap_of_a_panel(fmnist_like, tmp_path):
     e = explain(model, items[5]["image"], top_k=3)
     fig = render_panel(e, items, dpi=50)
     scale = heatmap_range(e.prototypes)
-    assert scale == (min(0.0, min(float(ev.heatmap.min()) for ev in e.prototypes)), max(float(ev.heatmap.max()) for ev in e.prototypes))
+    assert scale == (
+        min(0.0, min(float(ev.heatmap.min()) for ev in e.prototypes)),
+        max(float(ev.heatmap.max()) for ev in e.prototypes),
+    )
     display = to_display(e.image, e.mean, e.std)
     for r, ev in enumerate(e.prototypes):
         drawn = fig.axes[5 * r + 1].get_images()[0].get_array()
@@ -137,16 +146,21 @@ def test_braix_panel_states_each_branch_decision_as_the_branch_decides(braix, tm
     e = explain(model, item["image"], top_k=2, label=int(item["label"]))
     with torch.no_grad():
         out = model(item["image"][None])
-    decided = {"ensemble": MAMMO[int(out.probabilities[0].argmax())], "global": MAMMO[int(out.global_logits[0].argmax())],
-               "prototype": MAMMO[int(out.prototype_logits[0].argmax())]}
+    decided = {
+        "ensemble": MAMMO[int(out.probabilities[0].argmax())],
+        "global": MAMMO[int(out.global_logits[0].argmax())],
+        "prototype": MAMMO[int(out.prototype_logits[0].argmax())],
+    }
     assert decided["global"] == "malignant" and decided["prototype"] == "normal"  # the case of issue #18
     fig = render_panel(e, path=tmp_path / "braix.png", dpi=50)
     header = _header(fig)
     assert re.search(r"Ensemble decision: (\w+)", header).group(1) == decided["ensemble"]
     assert re.search(r"global branch \(CNN\): .*?-> decides (\w+)", header).group(1) == decided["global"]
     assert re.search(r"prototype branch: .*?-> decides (\w+)", header).group(1) == decided["prototype"]
-    for branch, probabilities in (("global branch \\(CNN\\)", out.global_logits[0].softmax(0)),
-                                  ("prototype branch", out.prototype_logits[0].softmax(0))):
+    for branch, probabilities in (
+        ("global branch \\(CNN\\)", out.global_logits[0].softmax(0)),
+        ("prototype branch", out.prototype_logits[0].softmax(0)),
+    ):
         written = re.search(branch + r": normal ([\d.]+), benign ([\d.]+), malignant ([\d.]+)", header).groups()
         assert [float(p) for p in written] == pytest.approx(probabilities.tolist(), abs=0.006)
     # The rows are labelled as the prototype branch's evidence for the explained class, and say that branch disagrees.
@@ -167,7 +181,9 @@ def lesion():
 def _because(lines: list[str], name: str) -> dict[str, float]:
     """``{lesion: points}`` of the "<name> because: ..." line (or the "too weak" line's terms)."""
     line = next((line for line in lines if line.startswith(f"{name} because")), "")  # "AMD although no lesion is found"
-    return {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"([a-z ]+?) [\d.]+ × p [\d.]+ = ([+-][\d.]+)", line)}
+    return {
+        m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"([a-z ]+?) [\d.]+ × p [\d.]+ = ([+-][\d.]+)", line)
+    }
 
 
 def test_lesion_pictures_read_the_disease_because_of_its_lesions_and_never_count_a_lesion_for_non_amd(lesion, tmp_path):
@@ -191,8 +207,11 @@ def test_lesion_pictures_read_the_disease_because_of_its_lesions_and_never_count
         assert score == pytest.approx(amd_logit, abs=0.006)
         terms = _because(lines, "AMD") if e.predicted == 1 else _because(lines, "non-AMD")
         # the composition written adds up: bias + lesions found + lesions not found = the AMD score
-        parts = re.search(r"AMD score \(logit\) (-?[\d.]+) = bias ([+-][\d.]+) \+ lesions found ([+-][\d.]+) "
-                          r"\+ lesions not found ([+-][\d.]+)", " ".join(lines)).groups()
+        parts = re.search(
+            r"AMD score \(logit\) (-?[\d.]+) = bias ([+-][\d.]+) \+ lesions found ([+-][\d.]+) "
+            r"\+ lesions not found ([+-][\d.]+)",
+            " ".join(lines),
+        ).groups()
         assert float(parts[1]) + float(parts[2]) + float(parts[3]) == pytest.approx(float(parts[0]), abs=0.02)
         assert sum(terms.values()) == pytest.approx(float(parts[2]), abs=0.02)
         if previous is not None:
@@ -208,8 +227,12 @@ def test_lesion_pictures_read_the_disease_because_of_its_lesions_and_never_count
         assert f"to the {ev.class_name} logit" in ax.texts[0].get_text().replace("\n", " ")
     footer = _footer(fig)
     logit = _number(r"drusen logit (-?[\d.]+)", footer)
-    rows, others, bias = (_number(p, footer) for p in (r"rows ([+-][\d.]+)", r"other prototypes ([+-][\d.]+)", r"bias ([+-][\d.]+)"))
-    assert rows + others + bias == pytest.approx(logit, abs=0.02) and logit == pytest.approx(e.lesions[drusen].logit, abs=0.006)
+    rows, others, bias = (
+        _number(p, footer) for p in (r"rows ([+-][\d.]+)", r"other prototypes ([+-][\d.]+)", r"bias ([+-][\d.]+)")
+    )
+    assert rows + others + bias == pytest.approx(logit, abs=0.02) and logit == pytest.approx(
+        e.lesions[drusen].logit, abs=0.006
+    )
 
 
 def test_a_non_amd_diagnosis_says_the_amd_evidence_was_too_weak(lesion):
@@ -238,8 +261,9 @@ def test_multiview_panel_has_a_source_column_and_sums_to_the_breast_score(tmp_pa
         assert source.get_images() and ev.source["image_id"].endswith(source.get_title().lstrip("…"))
         assert source.patches  # the source's top-5% box
     footer = _footer(fig)
-    rows, others, co = (_number(p, footer) for p in (r"sum: rows ([+-][\d.]+)", r"others ([+-][\d.]+)",
-                                                       r"co-occurrence ([+-][\d.]+)\n"))
+    rows, others, co = (
+        _number(p, footer) for p in (r"sum: rows ([+-][\d.]+)", r"others ([+-][\d.]+)", r"co-occurrence ([+-][\d.]+)\n")
+    )
     assert rows == pytest.approx(sum(_row_points(fig)), abs=0.01)
     assert rows + others + co == pytest.approx(e.logit, abs=0.02)
     assert f"true label: {e.true_name}" in _header(fig)
@@ -256,7 +280,9 @@ def test_demo_report_lists_true_labels_n_counts_chance_and_the_banner(tmp_path):
 
     torch.manual_seed(0)
     model = _tiny("braix_protopnet_pp_resnet18", 1, MAMMO)
-    model.pretrained_cfg = model.pretrained_cfg.replace(extra={"train_data": {"spec": "synthetic-mammo", "options": {}}})
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        extra={"train_data": {"spec": "synthetic-mammo", "options": {}}}
+    )
     train = _data(model, "synthetic-mammo", "train", 12)
     test = _data(model, "synthetic-mammo", "test", 9)
     protozoo.push_prototypes(model, torch.utils.data.DataLoader(train, batch_size=6, collate_fn=_collate()))
@@ -271,7 +297,9 @@ def test_demo_report_lists_true_labels_n_counts_chance_and_the_banner(tmp_path):
     assert "INTENDED USE: Trained on synthetic data (synthetic-mammo) only; not for clinical use." in text
     rows = re.findall(r"<tr><td>(synthetic-mammo/test/\d+)</td><td>(\w+)</td><td[^>]*>(\w+)</td>", text)
     present = {MAMMO[label] for label in labels}
-    assert len(rows) == len(present)  # one explained item per class present, each with its true label beside the prediction
+    assert len(rows) == len(
+        present
+    )  # one explained item per class present, each with its true label beside the prediction
     by_id = {test[i]["id"]: MAMMO[labels[i]] for i in range(len(test))}
     assert all(by_id[item] == truth for item, truth, _ in rows) and {truth for _, truth, _ in rows} == present
     assert text.count("true label: ") >= len(rows) and "out of distribution?" in text
@@ -290,9 +318,14 @@ def test_every_picture_of_a_synthetic_trained_model_carries_the_intended_use(fmn
     model.pretrained_cfg = recorded.replace(extra={"train_data": {"spec": "synthetic-mammo", "options": {}}})
     try:
         banner = "INTENDED USE: Trained on synthetic data (synthetic-mammo) only; not for clinical use."
-        for fig in (render_panel(explain(model, items[0]["image"], top_k=1), items, dpi=40), render_gallery(model, items, dpi=40)):
+        for fig in (
+            render_panel(explain(model, items[0]["image"], top_k=1), items, dpi=40),
+            render_gallery(model, items, dpi=40),
+        ):
             assert banner in " ".join(t.get_text() for t in fig.texts)
         model.pretrained_cfg = recorded.replace(extra={"intended_use": "Research only."})
-        assert "INTENDED USE: Research only." in _header(render_panel(explain(model, items[0]["image"], top_k=1), dpi=40))
+        assert "INTENDED USE: Research only." in _header(
+            render_panel(explain(model, items[0]["image"], top_k=1), dpi=40)
+        )
     finally:
         model.pretrained_cfg = recorded

@@ -84,7 +84,7 @@ def reference_push(model, data, latents, *, class_specific, unique_source):
     choice = nearest
     if unique_source != "none":
         choice, used = {}, set()
-        for d, p, i, f in sorted((d, p, i, f) for (p, i), (d, f) in best.items()):
+        for _d, p, i, f in sorted((d, p, i, f) for (p, i), (d, f) in best.items()):
             image = (classes[p] if unique_source == "per_class" else None, i)
             if p not in choice and image not in used:
                 choice[p] = (i, f)

@@ -79,7 +79,7 @@ def test_zeroed_weights_are_another_key():
     cells, size = some_cells(model, 64), (64, 64)
     at_init = receptive_field_boxes(model, cells, size)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if not p.any():
                 p.fill_(0.5)
     trained = receptive_field_boxes(model, cells, size)

@@ -7,8 +7,17 @@ from protozoo import registry
 from protozoo.pretrained import PretrainedCfg
 
 DERMATOLOGY_BENCHMARK = [  # the eleven architectures the skin-lesion explainability benchmark compared
-    "densenet121", "efficientnet_b0", "inception_v3", "inception_resnet_v2", "mobilenet", "mobilenetv2",
-    "nasnet", "resnet50", "resnet50v2", "vgg16", "xception",
+    "densenet121",
+    "efficientnet_b0",
+    "inception_v3",
+    "inception_resnet_v2",
+    "mobilenet",
+    "mobilenetv2",
+    "nasnet",
+    "resnet50",
+    "resnet50v2",
+    "vgg16",
+    "xception",
 ]
 EXTRA = ["resnet18", "resnet34", "vgg19", "efficientnet_lite0", "convnext_tiny", "vit_tiny"]
 
@@ -21,7 +30,10 @@ def test_all_required_backbones_registered():
 
 def test_list_models_fnmatch_and_sorted():
     assert protozoo.list_models("protopnet_resnet*") == [
-        "protopnet_resnet18", "protopnet_resnet34", "protopnet_resnet50", "protopnet_resnet50v2",
+        "protopnet_resnet18",
+        "protopnet_resnet34",
+        "protopnet_resnet50",
+        "protopnet_resnet50v2",
     ]
     assert protozoo.list_models(["protopnet_vgg1?"]) == ["protopnet_vgg16", "protopnet_vgg19"]
     assert len(protozoo.list_models("*_vgg16")) == 5  # every family on every backbone

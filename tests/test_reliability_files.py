@@ -17,8 +17,9 @@ SMALL = dict(backbone="test_resnet", num_classes=3, prototypes_per_class=2, prot
 def saved(tmp_path):
     torch.manual_seed(0)
     model = protozoo.create_model("protopnet_resnet18", **SMALL).eval()
-    model.provenance = [{"prototype": p, "class": int(c), "image_id": f"img{p}"}
-                        for p, c in enumerate(model.prototype_class.tolist())]
+    model.provenance = [
+        {"prototype": p, "class": int(c), "image_id": f"img{p}"} for p, c in enumerate(model.prototype_class.tolist())
+    ]
     return model, model.save_pretrained(tmp_path / "model")
 
 
@@ -35,12 +36,16 @@ def set_arg(key, value):
             config["model_args"][outer][inner] = value
         else:
             config["model_args"][key] = value
+
     return change
 
 
 # (what the config says, the error it must give: the file and the key are named)
 BAD_CONFIGS = [
-    (set_arg("backbone_kwargs.checkpoint_path", "/etc/passwd"), r"config\.json.*backbone_kwargs\.checkpoint_path.*not allowed"),
+    (
+        set_arg("backbone_kwargs.checkpoint_path", "/etc/passwd"),
+        r"config\.json.*backbone_kwargs\.checkpoint_path.*not allowed",
+    ),
     (set_arg("backbone_kwargs.pretrained", True), r"config\.json.*backbone_kwargs\.pretrained.*not allowed"),
     (set_arg("backbone_kwargs.pretrained_cfg_overlay", {"file": "x.pth"}), r"config\.json.*pretrained_cfg_overlay"),
     (set_arg("backbone_kwargs.act_layer", "torch.nn.ReLU"), r"config\.json.*backbone_kwargs\.act_layer"),
@@ -132,11 +137,20 @@ def rows_of(folder):
 
 # (how prototypes.json is damaged, the error)
 BAD_PROVENANCE = [
-    (lambda f: (f / "prototypes.json").write_text("[{\"prototype\": 0,"), r"prototypes\.json.*not valid JSON"),
-    (lambda f: (f / "prototypes.json").write_text("{\"a\": 1}"), r"prototypes\.json.? must be a list"),
-    (lambda f: (f / "prototypes.json").write_text(json.dumps(rows_of(f)[:-1])), r"prototypes\.json.? has 5 rows but the model has 6"),
-    (lambda f: (f / "prototypes.json").write_text(json.dumps(rows_of(f)[::-1])), r"prototypes\.json.?: row 0 describes prototype 5"),
-    (lambda f: (f / "prototypes.json").write_text(json.dumps([r | {"class": 2} for r in rows_of(f)])), r"prototypes\.json.?: row 0 says class 2"),
+    (lambda f: (f / "prototypes.json").write_text('[{"prototype": 0,'), r"prototypes\.json.*not valid JSON"),
+    (lambda f: (f / "prototypes.json").write_text('{"a": 1}'), r"prototypes\.json.? must be a list"),
+    (
+        lambda f: (f / "prototypes.json").write_text(json.dumps(rows_of(f)[:-1])),
+        r"prototypes\.json.? has 5 rows but the model has 6",
+    ),
+    (
+        lambda f: (f / "prototypes.json").write_text(json.dumps(rows_of(f)[::-1])),
+        r"prototypes\.json.?: row 0 describes prototype 5",
+    ),
+    (
+        lambda f: (f / "prototypes.json").write_text(json.dumps([r | {"class": 2} for r in rows_of(f)])),
+        r"prototypes\.json.?: row 0 says class 2",
+    ),
     (lambda f: (f / "prototypes.json").write_text(json.dumps([1] * 6)), r"prototypes\.json.?: row 0 is not an object"),
 ]
 
@@ -170,11 +184,14 @@ def test_load_overrides_are_checked_too(saved):
         protozoo.load(str(folder), num_classes=0)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{not json", r"config\.json.* is not a protozoo config"),
-    ("{}", r"config\.json.* is not a protozoo config"),
-    ('{"architecture": 3}', r"config\.json.*architecture must be a registered name"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", r"config\.json.* is not a protozoo config"),
+        ("{}", r"config\.json.* is not a protozoo config"),
+        ('{"architecture": 3}', r"config\.json.*architecture must be a registered name"),
+    ],
+)
 def test_fine_tuning_from_a_folder_with_a_bad_config_names_it(tmp_path, text, message):
     from protozoo.train.session import prepare_run
 

@@ -20,16 +20,23 @@ TINY = Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, last_layer_ep
 
 
 def tiny_run(**changes):
-    options = dict(image_size=32, num_samples=8, prototypes_per_class=1, prototype_dim=8, backbone="test_resnet",
-                   data_options={"num_classes": 2})
+    options = dict(
+        image_size=32,
+        num_samples=8,
+        prototypes_per_class=1,
+        prototype_dim=8,
+        backbone="test_resnet",
+        data_options={"num_classes": 2},
+    )
     options |= changes
     return prepare_run("protopnet_resnet18", "synthetic-parts", **options)
 
 
 def train(run, out, recipe=TINY, **kwargs):
     lines = []
-    result = fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out, progress=False,
-                 log=lines.append, **kwargs)
+    result = fit(
+        run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out, progress=False, log=lines.append, **kwargs
+    )
     return result, lines
 
 
@@ -43,15 +50,23 @@ def finished(tmp_path_factory):
 
 # --- the run folder is locked -------------------------------------------------------------
 
+
 def test_a_second_process_into_the_same_folder_is_refused_naming_it(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from protozoo.train.checkpoint import RunLock
             RunLock({str(tmp_path)!r}).acquire()
             print("locked", flush=True)
             time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=rf"{tmp_path}.*in use by process {holder.pid}"):
@@ -84,6 +99,7 @@ def test_a_lock_in_the_same_process_is_refused_too(tmp_path):
 
 # --- a resume checks the run definition -----------------------------------------------------
 
+
 def test_resuming_the_same_run_works(finished):
     _, lines = train(tiny_run(), finished, resume=True)
     assert any(line.startswith(f"resuming {finished}") for line in lines)
@@ -91,10 +107,14 @@ def test_resuming_the_same_run_works(finished):
 
 # (what changes on resume, what the error must say)
 CHANGED_RUNS = [
-    (dict(recipe=Recipe(epochs=2, warm_epochs=1, push_start=1, push_every=1, last_layer_epochs=0, batch_size=8)),
-     r"recipe\.epochs: 1 -> 2"),
-    (dict(recipe=Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, last_layer_epochs=0, batch_size=4)),
-     r"recipe\.batch_size: 8 -> 4"),
+    (
+        dict(recipe=Recipe(epochs=2, warm_epochs=1, push_start=1, push_every=1, last_layer_epochs=0, batch_size=8)),
+        r"recipe\.epochs: 1 -> 2",
+    ),
+    (
+        dict(recipe=Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, last_layer_epochs=0, batch_size=4)),
+        r"recipe\.batch_size: 8 -> 4",
+    ),
     (dict(run=dict(image_size=48)), r"input_size: \[3, 32, 32\] -> \[3, 48, 48\]"),
     (dict(run=dict(num_samples=12)), r"data\.options"),
     (dict(run=dict(data_options={"num_classes": 2, "decoy_prob": 0.0})), r"data\.options"),
@@ -126,8 +146,12 @@ def test_a_checkpoint_of_another_model_names_the_file_not_a_size_dump(finished):
     other = tiny_run(prototypes_per_class=2).model
     optimizers = make_optimizers(other, TINY)
     with pytest.raises(WeightFileError, match=r"checkpoint .*checkpoint\.safetensors.*do not fit"):
-        load_checkpoint(finished / "checkpoint.safetensors", model=other, optimizers=optimizers,
-                        schedulers={"joint": joint_scheduler(optimizers["joint"], TINY)})
+        load_checkpoint(
+            finished / "checkpoint.safetensors",
+            model=other,
+            optimizers=optimizers,
+            schedulers={"joint": joint_scheduler(optimizers["joint"], TINY)},
+        )
 
 
 # --- flags and recipe values ----------------------------------------------------------------
@@ -194,9 +218,11 @@ def test_a_bad_recipe_file_is_a_one_line_cli_error(tmp_path, capsys):
 
 # --- Ctrl-C and a full disk -----------------------------------------------------------------
 
+
 def fail_with(monkeypatch, error):
     def run(args):
         raise error
+
     monkeypatch.setattr(protozoo.cli.train, "run", run)
 
 
@@ -232,9 +258,33 @@ def test_a_real_sigint_to_training_prints_one_line_and_exits_130(tmp_path):
     import time
 
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "protozoo", "train", "--model", "protopnet_resnet18", "--data", "synthetic-parts",
-           "--image-size", "32", "--num-samples", "16", "--epochs", "50", "--warm-epochs", "1", "--push-start", "50",
-           "--batch-size", "16", "--prototypes-per-class", "1", "--no-progress", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "protozoo",
+        "train",
+        "--model",
+        "protopnet_resnet18",
+        "--data",
+        "synthetic-parts",
+        "--image-size",
+        "32",
+        "--num-samples",
+        "16",
+        "--epochs",
+        "50",
+        "--warm-epochs",
+        "1",
+        "--push-start",
+        "50",
+        "--batch-size",
+        "16",
+        "--prototypes-per-class",
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (tmp_path / "checkpoint.safetensors").exists() and proc.poll() is None and time.time() < deadline:
@@ -249,9 +299,29 @@ def test_a_real_sigint_to_training_prints_one_line_and_exits_130(tmp_path):
 
 # --- the same through the command line ------------------------------------------------------
 
-CLI_RUN = ["--data", "synthetic-parts", "--image-size", "32", "--num-samples", "8", "--epochs", "1",
-           "--warm-epochs", "1", "--push-start", "1", "--last-layer-epochs", "0", "--batch-size", "8",
-           "--prototypes-per-class", "1", "--data-option", "num_classes=2", "--no-progress"]
+CLI_RUN = [
+    "--data",
+    "synthetic-parts",
+    "--image-size",
+    "32",
+    "--num-samples",
+    "8",
+    "--epochs",
+    "1",
+    "--warm-epochs",
+    "1",
+    "--push-start",
+    "1",
+    "--last-layer-epochs",
+    "0",
+    "--batch-size",
+    "8",
+    "--prototypes-per-class",
+    "1",
+    "--data-option",
+    "num_classes=2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +338,10 @@ CLI_CHANGES = [
     (["--data-option", "decoy_prob=0.0"], "data.options"),
     (["--data-option", "num_classes=3"], "belongs to another model"),  # 3 classes: another head
     (["--num-samples", "12"], "train_items: 8 -> 12"),
-    (["--model", "protopnet_resnet34"], "belongs to another model (protopnet_resnet18; this run builds protopnet_resnet34"),
+    (
+        ["--model", "protopnet_resnet34"],
+        "belongs to another model (protopnet_resnet18; this run builds protopnet_resnet34",
+    ),
 ]
 
 
@@ -282,9 +355,15 @@ def test_cli_resume_of_another_run_is_one_line_saying_what_differs(cli_finished,
 
 def test_cli_second_run_into_a_locked_folder_is_one_line_naming_the_holder(tmp_path, capsys):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from protozoo.train.checkpoint import RunLock; import time; "
-                               f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            f"from protozoo.train.checkpoint import RunLock; import time; "
+            f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         code = protozoo.cli.main(["train", "--model", "protopnet_resnet18", *CLI_RUN, "--out", str(tmp_path)])

@@ -17,29 +17,71 @@ import protozoo
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
 
-TINY_RUN = ["--data", "synthetic-parts", "--image-size", "64", "--num-samples", "48", "--epochs", "3",
-            "--warm-epochs", "1", "--push-start", "3", "--push-every", "3", "--last-layer-epochs", "2",
-            "--batch-size", "16", "--prototypes-per-class", "2", "--no-progress"]
+TINY_RUN = [
+    "--data",
+    "synthetic-parts",
+    "--image-size",
+    "64",
+    "--num-samples",
+    "48",
+    "--epochs",
+    "3",
+    "--warm-epochs",
+    "1",
+    "--push-start",
+    "3",
+    "--push-every",
+    "3",
+    "--last-layer-epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--prototypes-per-class",
+    "2",
+    "--no-progress",
+]
 
 
 def run_cli(args, **kwargs):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "protozoo", "train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "protozoo", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_fit_pushes_checkpoints_and_saves(tmp_path):
-    run = prepare_run("protopnet_resnet18", "synthetic-parts", image_size=64, num_samples=32,
-                      prototypes_per_class=2, prototype_dim=16)
+    run = prepare_run(
+        "protopnet_resnet18", "synthetic-parts", image_size=64, num_samples=32, prototypes_per_class=2, prototype_dim=16
+    )
     recipe = Recipe(epochs=2, warm_epochs=1, push_start=2, push_every=2, last_layer_epochs=1, batch_size=16)
     lines = []
-    result = fit(run.model, run.train, recipe=recipe, val_data=run.val, push_data=run.push, out_dir=tmp_path,
-                 progress=False, log=lines.append)
+    result = fit(
+        run.model,
+        run.train,
+        recipe=recipe,
+        val_data=run.val,
+        push_data=run.push,
+        out_dir=tmp_path,
+        progress=False,
+        log=lines.append,
+    )
     assert [row["kind"] for row in result.history] == ["train", "train", "push", "train"]
     assert [row.get("phase") for row in result.history] == ["warm", "joint", None, "last_layer"]
     assert "plan: warm x1 -> joint x1 -> PUSH -> last_layer x1" in lines[0]
-    for name in ("recipe.json", "checkpoint.safetensors", "metrics.jsonl", "metrics.csv", "model/config.json",
-                 "model/model.safetensors", "model/prototypes.json"):
+    for name in (
+        "recipe.json",
+        "checkpoint.safetensors",
+        "metrics.jsonl",
+        "metrics.csv",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/prototypes.json",
+    ):
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows == result.history and "val_accuracy" in rows[0]
@@ -98,7 +140,8 @@ def test_killed_run_resumes_exactly(tmp_path):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(history_a) == strip(history_b)
     assert json.loads((tmp_path / "killed" / "model" / "prototypes.json").read_text()) == json.loads(
-        (tmp_path / "straight" / "model" / "prototypes.json").read_text())
+        (tmp_path / "straight" / "model" / "prototypes.json").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -107,9 +150,25 @@ def test_torchrun_two_cpu_processes(tmp_path):
     with socket.socket() as probe:  # torchrun passes --master_port to the workers as is: 0 would hang them
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", port,
-           "-m", "protozoo", "train", *TINY_RUN, "--model", "protopnet_resnet18", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        port,
+        "-m",
+        "protozoo",
+        "train",
+        *TINY_RUN,
+        "--model",
+        "protopnet_resnet18",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     model = protozoo.load(str(tmp_path / "model"))
@@ -120,8 +179,13 @@ def test_torchrun_two_cpu_processes(tmp_path):
 
 def test_finetune_example_smoke(tmp_path):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "examples/finetune.py", "--smoke", "--out", str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "examples/finetune.py", "--smoke", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "classes: ['bar', 'disc']" in done.stdout
     model = protozoo.load(str(tmp_path / "model"))
@@ -130,11 +194,19 @@ def test_finetune_example_smoke(tmp_path):
 
 
 def test_a_trained_model_remembers_its_training_data_so_push_sources_are_the_same_images(tmp_path):
-    from protozoo.train.session import training_options
     from protozoo.data import load_dataset
+    from protozoo.train.session import training_options
 
-    run = prepare_run("protopnet_resnet18", "synthetic-parts", image_size=32, num_samples=6, seed=3,
-                      data_options={"num_classes": 3, "decoy_prob": 0.0}, prototypes_per_class=1, prototype_dim=8)
+    run = prepare_run(
+        "protopnet_resnet18",
+        "synthetic-parts",
+        image_size=32,
+        num_samples=6,
+        seed=3,
+        data_options={"num_classes": 3, "decoy_prob": 0.0},
+        prototypes_per_class=1,
+        prototype_dim=8,
+    )
     run.model.save_pretrained(tmp_path / "model")
     model = protozoo.load(tmp_path / "model")
     options = training_options(model, "synthetic-parts")

@@ -24,8 +24,14 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_the_recipe_dataclass_keeps_chens_schedule() -> None:
     """``protozoo demo`` and ``examples/build_zoo_model.py`` build Recipe(...) themselves: its defaults stay."""
     recipe = Recipe()
-    assert (recipe.epochs, recipe.warm_epochs, recipe.push_start, recipe.push_every, recipe.last_layer_epochs,
-            recipe.lr_step) == (30, 5, 10, 10, 20, 5)
+    assert (
+        recipe.epochs,
+        recipe.warm_epochs,
+        recipe.push_start,
+        recipe.push_every,
+        recipe.last_layer_epochs,
+        recipe.lr_step,
+    ) == (30, 5, 10, 10, 20, 5)
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3, 6, 12, 30, 90])
@@ -68,18 +74,42 @@ def test_a_family_default_scales_from_its_own_schedule() -> None:
     recipe = recipe_from_args(_args("--epochs", "6"), default)
     assert recipe.global_epochs == max(1, round(default.global_epochs * 6 / default.epochs))
     assert recipe.unique_source == default.unique_source and recipe.push_lesions == default.push_lesions
-    assert scale_schedule(default, default.epochs) == {k: getattr(default, k) for k in SCHEDULE_FIELDS
-                                                      if getattr(default, k)}
+    assert scale_schedule(default, default.epochs) == {
+        k: getattr(default, k) for k in SCHEDULE_FIELDS if getattr(default, k)
+    }
 
 
 def test_train_epochs_2_runs_and_ends_with_a_metrics_summary(tmp_path, capsys) -> None:
-    model = protozoo.create_model("protopnet_resnet18", backbone="test_resnet", feature_stage=-2, num_classes=2,
-                                  prototypes_per_class=1, prototype_dim=8)
+    model = protozoo.create_model(
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        feature_stage=-2,
+        num_classes=2,
+        prototypes_per_class=1,
+        prototype_dim=8,
+    )
     model.save_pretrained(tmp_path / "start")
     out = tmp_path / "run"
-    argv = ["train", "--model", str(tmp_path / "start"), "--data", "synthetic-parts", "--image-size", "32",
-            "--num-samples", "8", "--epochs", "2", "--batch-size", "8", "--data-option", "num_classes=2",
-            "--no-progress", "--out", str(out)]
+    argv = [
+        "train",
+        "--model",
+        str(tmp_path / "start"),
+        "--data",
+        "synthetic-parts",
+        "--image-size",
+        "32",
+        "--num-samples",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--data-option",
+        "num_classes=2",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert protozoo.cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "--epochs 2 scales the default 30-epoch schedule: warm_epochs 5 -> 1" in printed

@@ -66,10 +66,17 @@ def test_declared_tags_register_with_their_architecture():
 
     saved = {arch: dict(cfgs) for arch, cfgs in registry._pretrained.items()}
     try:
-        row = dict(model_args=dict(num_classes=2, prototypes_per_class=1, in_chans=1), input_size=(1, 48, 48), label_names=("a", "b"))
+        row = dict(
+            model_args=dict(num_classes=2, prototypes_per_class=1, in_chans=1),
+            input_size=(1, 48, 48),
+            label_names=("a", "b"),
+        )
         assert register_tags({"protopnet_resnet18.unit_test": row}) == ["protopnet_resnet18.unit_test"]
         cfg = resolve("protopnet_resnet18.unit_test")
-        assert cfg.weights_dir == "protopnet_resnet18.unit_test" and cfg.hf_hub_id == "protozoo/protopnet_resnet18.unit_test"
+        assert (
+            cfg.weights_dir == "protopnet_resnet18.unit_test"
+            and cfg.hf_hub_id == "protozoo/protopnet_resnet18.unit_test"
+        )
         assert cfg.input_size == (1, 48, 48) and len(cfg.mean) == 1 and cfg.label_names == ("a", "b")
         model = protozoo.create_model("protopnet_resnet18.unit_test")
         assert (model.config.num_classes, model.config.prototypes_per_class, model.config.in_chans) == (2, 1, 1)

@@ -49,15 +49,20 @@ def test_shipped_card_is_what_build_zoo_model_generates(name, tmp_path):
     finally:
         sys.path.remove(str(REPO / "examples"))
     folder = locate_weights(resolve(name))
-    written = build_zoo_model.write_card(tmp_path, name, build_zoo_model.SPECS[name], protozoo.load(folder),
-                                         read_metrics(folder))
+    written = build_zoo_model.write_card(
+        tmp_path, name, build_zoo_model.SPECS[name], protozoo.load(folder), read_metrics(folder)
+    )
     assert written.read_text() == (folder / CARD_NAME).read_text()
 
 
 def test_braix_card_keeps_the_grad_cam_comparison():
     folder = locate_weights(resolve("braix_protopnet_pp_efficientnet_lite0.synth_mammo"))
     rows = read_metrics(folder)["localization_comparison"]
-    assert [r["map"] for r in rows] == ["prototypes (top of the true class)", "Grad-CAM [global]", "Grad-CAM [ensemble]"]
+    assert [r["map"] for r in rows] == [
+        "prototypes (top of the true class)",
+        "Grad-CAM [global]",
+        "Grad-CAM [ensemble]",
+    ]
     text = (folder / CARD_NAME).read_text()
     for r in rows:
         assert f"| {r['map']} | {r['pointing_game']} | {r['activation_precision']} | {r['iou']} |" in text
@@ -65,12 +70,15 @@ def test_braix_card_keeps_the_grad_cam_comparison():
 
 def small_model():
     torch.manual_seed(0)
-    return protozoo.create_model("protopnet_resnet18", backbone="test_resnet", num_classes=2, prototypes_per_class=1,
-                                 prototype_dim=8)
+    return protozoo.create_model(
+        "protopnet_resnet18", backbone="test_resnet", num_classes=2, prototypes_per_class=1, prototype_dim=8
+    )
 
 
-RESULTS = {"dataset": {"spec": "synthetic-parts", "split": "test", "options": {"num_classes": 2}},
-           "results": {"accuracy": 0.75, "auroc": 0.8, "consistency": 40.0}}
+RESULTS = {
+    "dataset": {"spec": "synthetic-parts", "split": "test", "options": {"num_classes": 2}},
+    "results": {"accuracy": 0.75, "auroc": 0.8, "consistency": 40.0},
+}
 
 
 def test_save_pretrained_with_metrics_writes_metrics_and_a_card(tmp_path):
@@ -79,7 +87,10 @@ def test_save_pretrained_with_metrics_writes_metrics_and_a_card(tmp_path):
     card = ModelCard.load(tmp_path / "m" / CARD_NAME)
     assert card.data.library_name == "protozoo" and card.data.license == "other"  # no license declared: said so
     assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {
-        ("accuracy", 0.75), ("roc_auc", 0.8), ("consistency", 40.0)}
+        ("accuracy", 0.75),
+        ("roc_auc", 0.8),
+        ("consistency", 40.0),
+    }
     assert card.data.datasets == ["synthetic-parts"] and "synthetic-data" in card.data.tags
     saved = json.loads((tmp_path / "m" / METRICS_NAME).read_text())
     assert saved["results"] == RESULTS["results"] and saved[CHECKSUM_KEY]
@@ -87,7 +98,9 @@ def test_save_pretrained_with_metrics_writes_metrics_and_a_card(tmp_path):
     loaded = protozoo.load(tmp_path / "m")
     assert loaded.metrics["results"] == RESULTS["results"]
     loaded.save_pretrained(tmp_path / "copy")  # the same weights: their recorded results and card go along
-    assert (tmp_path / "copy" / CARD_NAME).is_file() and read_metrics(tmp_path / "copy")["results"] == RESULTS["results"]
+    assert (tmp_path / "copy" / CARD_NAME).is_file() and read_metrics(tmp_path / "copy")["results"] == RESULTS[
+        "results"
+    ]
     with torch.no_grad():
         loaded.head.last_layer.weight.add_(1.0)  # other weights: the old results no longer describe them
     loaded.save_pretrained(tmp_path / "copy")

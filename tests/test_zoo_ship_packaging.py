@@ -18,16 +18,23 @@ def pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
-EXTRAS = {"viz": "matplotlib", "dicom": "pydicom", "posthoc": "pytorch_grad_cam", "attribution": "captum",
-          "tensorboard": "tensorboard"}
+EXTRAS = {
+    "viz": "matplotlib",
+    "dicom": "pydicom",
+    "posthoc": "pytorch_grad_cam",
+    "attribution": "captum",
+    "tensorboard": "tensorboard",
+}
 
 
 def test_core_imports_no_optional_dependency():
-    code = ("import sys, protozoo, protozoo.cli, protozoo.data, protozoo.evaluate, protozoo.train, protozoo.explanation\n"
-            f"mods = {sorted(EXTRAS.values())!r}\n"
-            "loaded = [m for m in mods if getattr(sys.modules.get(m), '__file__', None) or "
-            "any(k.startswith(m + '.') for k in sys.modules)]\n"
-            "print(','.join(loaded))")
+    code = (
+        "import sys, protozoo, protozoo.cli, protozoo.data, protozoo.evaluate, protozoo.train, protozoo.explanation\n"
+        f"mods = {sorted(EXTRAS.values())!r}\n"
+        "loaded = [m for m in mods if getattr(sys.modules.get(m), '__file__', None) or "
+        "any(k.startswith(m + '.') for k in sys.modules)]\n"
+        "print(','.join(loaded))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "", f"imported at `import protozoo`: {run.stdout}"
 
@@ -40,7 +47,9 @@ def test_extras_and_core_dependencies():
         assert extra in extras and extras[extra], extra
     assert not any(name in core for name in ("matplotlib", "pydicom", "grad-cam", "captum", "tensorboard"))
     assert set(EXTRAS) <= set(extras["all"][0].split("[")[1].rstrip("]").split(","))
-    assert any(req.startswith("ruff") for req in extras["dev"]) and any(req.startswith("pytest") for req in extras["dev"])
+    assert any(req.startswith("ruff") for req in extras["dev"]) and any(
+        req.startswith("pytest") for req in extras["dev"]
+    )
 
 
 def test_one_version():
@@ -56,12 +65,15 @@ def test_one_version():
     assert f"## [{protozoo.__version__}]" in (REPO / "CHANGELOG.md").read_text()
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
-                    reason="ruff is not installed (pip install -e '.[dev]')")
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+    reason="ruff is not installed (pip install -e '.[dev]')",
+)
 def test_the_tree_passes_ruff_check():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    run = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)], capture_output=True,
-                         text=True, cwd=REPO)
+    run = subprocess.run(
+        [ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)], capture_output=True, text=True, cwd=REPO
+    )
     assert run.returncode == 0, run.stdout[-4000:]
 
 
@@ -94,14 +106,21 @@ def test_every_third_party_import_of_the_package_is_a_declared_dependency():
     import re
 
     project = pyproject()["project"]
-    declared = {re.split(r"[<>=\[ ;]", req)[0].lower().replace("_", "-")
-                for req in project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]}
+    declared = {
+        re.split(r"[<>=\[ ;]", req)[0].lower().replace("_", "-")
+        for req in project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    }
     distributions = metadata.packages_distributions()
     undeclared = {}
     for path in (REPO / "protozoo").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in sys.stdlib_module_names or top == "protozoo":

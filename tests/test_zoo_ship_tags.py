@@ -33,8 +33,18 @@ def test_declaration_matches_the_weights_config(name):
     built = protozoo.create_model(name)
     loaded = protozoo.load(name)
     assert built.model_args() == loaded.model_args()  # undeclared arguments: the same defaults
-    for key in ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "label_names", "license",
-                "description", "paper"):  # how the tag is fed: declare crop_mode/crop_pct when training changed them
+    for key in (
+        "input_size",
+        "mean",
+        "std",
+        "interpolation",
+        "crop_pct",
+        "crop_mode",
+        "label_names",
+        "license",
+        "description",
+        "paper",
+    ):  # how the tag is fed: declare crop_mode/crop_pct when training changed them
         assert getattr(built.pretrained_cfg, key, None) == getattr(loaded.pretrained_cfg, key, None), key
     assert loaded.pretrained_cfg.hf_hub_id == resolve(name).hf_hub_id and "/" in resolve(name).hf_hub_id
 

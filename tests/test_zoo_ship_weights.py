@@ -53,8 +53,11 @@ def fill_hub_cache(cache: Path, repo_id: str, files: Path, commit: str = "0" * 4
 
 
 def test_a_tag_without_weights_is_an_error_naming_the_places_tried(wheel_like):
-    for call in (lambda: protozoo.load("braix-protopnet++"), lambda: protozoo.create_model(NAME, pretrained=True),
-                 lambda: protozoo.load(NAME.split(".")[0])):  # the bare architecture names its trained tag
+    for call in (
+        lambda: protozoo.load("braix-protopnet++"),
+        lambda: protozoo.create_model(NAME, pretrained=True),
+        lambda: protozoo.load(NAME.split(".")[0]),
+    ):  # the bare architecture names its trained tag
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # and no untrained model with a warning in its place
             with pytest.raises(protozoo.WeightsNotFoundError) as caught:
@@ -139,8 +142,12 @@ def test_wheel_install_without_weights_names_the_error_and_loads_from_protozoo_w
         shutil.copy(REPO / item, source / item)
     shutil.copytree(REPO / "protozoo", source / "protozoo", ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("protozoo-*.whl")
     import zipfile
 
@@ -156,8 +163,14 @@ def test_wheel_install_without_weights_names_the_error_and_loads_from_protozoo_w
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     # The fresh venv sees the test environment's torch, timm... (a path line, not its editable protozoo hook).
     import torch as _torch
 
@@ -175,12 +188,21 @@ def test_wheel_install_without_weights_names_the_error_and_loads_from_protozoo_w
             print("LOADED")
     """)
     env = {k: v for k, v in os.environ.items() if k not in ("PROTOZOO_WEIGHTS", "PYTHONPATH")}
-    env |= {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "OMP_NUM_THREADS": "1",
-            "EXPECT_SITE": str(site)}
+    env |= {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+        "OMP_NUM_THREADS": "1",
+        "EXPECT_SITE": str(site),
+    }
     run = subprocess.run([str(python), "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ERROR") and NAME in run.stdout and "set PROTOZOO_WEIGHTS" in run.stdout
-    run = subprocess.run([str(python), "-c", script], env=env | {"PROTOZOO_WEIGHTS": str(WEIGHTS)}, cwd=tmp_path,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(python), "-c", script],
+        env=env | {"PROTOZOO_WEIGHTS": str(WEIGHTS)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "LOADED"

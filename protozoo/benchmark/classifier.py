@@ -29,9 +29,18 @@ class PlainClassifier(nn.Module):
         return self.classifier(features.mean(dim=(2, 3)))  # (B, K)
 
 
-def train_classifier(model: PlainClassifier, train_data, *, epochs: int, batch_size: int, seed: int,
-                     frozen: list[nn.Parameter], lr: float = 1e-3, progress: bool = True,
-                     device: torch.device | None = None) -> list[dict[str, float]]:
+def train_classifier(
+    model: PlainClassifier,
+    train_data,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    frozen: list[nn.Parameter],
+    lr: float = 1e-3,
+    progress: bool = True,
+    device: torch.device | None = None,
+) -> list[dict[str, float]]:
     """Adam on every parameter but ``frozen``, cross-entropy, ``epochs`` passes over the loader
     ``fit`` would build (:func:`protozoo.train.loop.make_loader`: same order per seed and epoch,
     sharded under ``torchrun``). Returns one row per epoch (mean loss, accuracy over all ranks)."""
@@ -49,9 +58,13 @@ def train_classifier(model: PlainClassifier, train_data, *, epochs: int, batch_s
     torch.manual_seed(seed)
     history = []
     for epoch in range(epochs):
-        loader = make_loader(train_data, ctx, batch_size=batch_size, shuffle=True, seed=seed, epoch=epoch, num_workers=0)
+        loader = make_loader(
+            train_data, ctx, batch_size=batch_size, shuffle=True, seed=seed, epoch=epoch, num_workers=0
+        )
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, seen
-        for batch in tqdm(loader, desc=f"classifier epoch {epoch}", disable=not (progress and ctx.is_main), leave=False):
+        for batch in tqdm(
+            loader, desc=f"classifier epoch {epoch}", disable=not (progress and ctx.is_main), leave=False
+        ):
             batch = to_device(batch, device)
             logits = wrapped(batch["image"])
             loss = nn.functional.cross_entropy(logits, batch["label"])
@@ -61,8 +74,13 @@ def train_classifier(model: PlainClassifier, train_data, *, epochs: int, batch_s
             n = len(batch["label"])
             totals += torch.tensor([loss.item() * n, (logits.argmax(1) == batch["label"]).sum().item(), n])
         totals = ctx.all_reduce_sum(totals)
-        history.append({"epoch": epoch, "loss": totals[0].item() / max(totals[2].item(), 1),
-                        "accuracy": totals[1].item() / max(totals[2].item(), 1)})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": totals[0].item() / max(totals[2].item(), 1),
+                "accuracy": totals[1].item() / max(totals[2].item(), 1),
+            }
+        )
     for param in model.parameters():
         param.requires_grad_(True)
     return history

@@ -12,8 +12,9 @@ NOISE_STD = 0.1  # infidelity's Gaussian perturbation, in normalised input units
 SENSITIVITY_RADIUS = 0.02  # max-sensitivity's uniform perturbation radius (captum's default)
 
 
-def faithfulness(method: str, model: nn.Module, images: Tensor, labels: Tensor, *, perturbations: int,
-                 seed: int = 0) -> dict[str, float]:
+def faithfulness(
+    method: str, model: nn.Module, images: Tensor, labels: Tensor, *, perturbations: int, seed: int = 0
+) -> dict[str, float]:
     """Mean infidelity and max-sensitivity of ``method``'s maps of ``images`` for their true classes.
 
     Infidelity: ``E[(I . phi - (f(x) - f(x - I)))^2]`` over Gaussian perturbations ``I`` (std
@@ -27,8 +28,10 @@ def faithfulness(method: str, model: nn.Module, images: Tensor, labels: Tensor, 
     try:
         from captum.metrics import infidelity, sensitivity_max
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("infidelity and max-sensitivity need captum: pip install 'protozoo[attribution]' "
-                          "(or set faithfulness_samples=0)") from err
+        raise ImportError(
+            "infidelity and max-sensitivity need captum: pip install 'protozoo[attribution]' "
+            "(or set faithfulness_samples=0)"
+        ) from err
     generator = torch.Generator(device=images.device).manual_seed(seed)
 
     def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
@@ -46,8 +49,10 @@ def faithfulness(method: str, model: nn.Module, images: Tensor, labels: Tensor, 
     torch.manual_seed(seed)  # sensitivity_max draws its perturbations from torch's global generator
     attributions = explain(images, labels)
     with torch.no_grad():
-        scores = infidelity(forward, perturb, images, attributions, target=labels, n_perturb_samples=perturbations,
-                            normalize=True)  # (B,)
-    sensitivity = sensitivity_max(explain, images, target=labels, n_perturb_samples=perturbations,
-                                  perturb_radius=SENSITIVITY_RADIUS)  # (B,)
+        scores = infidelity(
+            forward, perturb, images, attributions, target=labels, n_perturb_samples=perturbations, normalize=True
+        )  # (B,)
+    sensitivity = sensitivity_max(
+        explain, images, target=labels, n_perturb_samples=perturbations, perturb_radius=SENSITIVITY_RADIUS
+    )  # (B,)
     return {"infidelity": scores.float().mean().item(), "max_sensitivity": sensitivity.float().mean().item()}

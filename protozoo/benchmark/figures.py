@@ -9,7 +9,10 @@ from typing import Any
 from protozoo.serialization import atomic_path
 
 BAR_METRICS = (("explanation_f1", "explanation F1"), ("pointing_game", "pointing game"))
-SHORTCUT_METRICS = (("tag_lift", "explanation mass on the tag / its area"), ("accuracy_drop", "accuracy drop without the tag"))
+SHORTCUT_METRICS = (
+    ("tag_lift", "explanation mass on the tag / its area"),
+    ("accuracy_drop", "accuracy drop without the tag"),
+)
 
 
 def _scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -39,8 +42,13 @@ def grouped_bars(rows: list[dict[str, Any]], path: Path, metrics=BAR_METRICS, ti
         top = max((r.get(metric) or 0.0) for r in rows)
         digits = 3 if top < 0.1 else 2
         for j, method in enumerate(methods):
-            values = [next((r.get(metric) for r in rows if f"{r['backbone']}\n{r['init']}" == g and r["method"] == method),
-                           None) for g in groups]
+            values = [
+                next(
+                    (r.get(metric) for r in rows if f"{r['backbone']}\n{r['init']}" == g and r["method"] == method),
+                    None,
+                )
+                for g in groups
+            ]
             xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
             bars = ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=method)
             ax.bar_label(bars, labels=["-" if v is None else f"{v:.{digits}f}" for v in values], fontsize=6, padding=1)
@@ -79,8 +87,13 @@ def accuracy_scatter(rows: list[dict[str, Any]], path: Path, quality: str = "exp
             if (r["backbone"], r["init"], r["model"], r["accuracy"]) in named:
                 continue  # the post-hoc methods of one classifier share its accuracy: one label
             named.add((r["backbone"], r["init"], r["model"], r["accuracy"]))
-            ax.annotate(f"{r['backbone']} ({r['init']})", (r["accuracy"], r[quality]), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"{r['backbone']} ({r['init']})",
+                (r["accuracy"], r[quality]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xlabel("test accuracy of the explained model")
     ax.set_ylabel(quality.replace("_", " ").replace("f1", "F1"))
     ax.margins(x=0.35, y=0.15)  # room for the labels
@@ -98,9 +111,17 @@ def accuracy_scatter(rows: list[dict[str, Any]], path: Path, quality: str = "exp
 def render_figures(rows: list[dict[str, Any]], folder: Path) -> list[Path]:
     """Every figure the rows have data for, as PNGs in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    made = [grouped_bars(rows, folder / "localization_by_architecture.png"),
-            accuracy_scatter(rows, folder / "accuracy_vs_explanation.png")]
+    made = [
+        grouped_bars(rows, folder / "localization_by_architecture.png"),
+        accuracy_scatter(rows, folder / "accuracy_vs_explanation.png"),
+    ]
     if any(r.get("tag_lift") is not None for r in rows):
-        made.append(grouped_bars(rows, folder / "shortcut.png", SHORTCUT_METRICS,
-                                 title=f"shortcut tag on {rows[0]['shortcut']:.0%} of the training images"))
+        made.append(
+            grouped_bars(
+                rows,
+                folder / "shortcut.png",
+                SHORTCUT_METRICS,
+                title=f"shortcut tag on {rows[0]['shortcut']:.0%} of the training images",
+            )
+        )
     return [p for p in made if p is not None]

@@ -62,8 +62,10 @@ def dataset_maps(method: str, model: nn.Module, dataset: Dataset, *, batch_size:
     maps, masks, labels = [], [], []
     for batch in iterate_batches(dataset, batch_size, device):
         if "mask" not in batch:
-            raise ValueError("the benchmark scores maps against masks: the dataset's items have no 'mask' "
-                             "(use a synthetic dataset or folder:PATH with masks)")
+            raise ValueError(
+                "the benchmark scores maps against masks: the dataset's items have no 'mask' "
+                "(use a synthetic dataset or folder:PATH with masks)"
+            )
         maps.append(explain_images(method, model, batch["image"], batch["label"]).cpu())
         masks.append(batch["mask"].cpu())
         labels.append(batch["label"].cpu())

@@ -43,8 +43,15 @@ def data_options(options: BenchmarkOptions) -> dict[str, Any]:
     return dict(options.data_options) | shortcut
 
 
-def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path, *, progress: bool = True,
-               log: Callable[[str], None] = print) -> TrainedPair:
+def train_pair(
+    options: BenchmarkOptions,
+    backbone: str,
+    init: str,
+    folder: Path,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainedPair:
     """Train (or, from ``folder``, resume or reload) the ProtoPNet and the plain classifier (each only
     when a method explains it: ``prototypes`` the ProtoPNet, the post-hoc methods the classifier).
 
@@ -59,14 +66,22 @@ def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path
     name = protopnet_name(backbone)
     weights = options.backbone_weights.get(backbone)
     if weights is not None and not Path(weights).is_file():  # a typo is an error, not an "unavailable" row
-        raise FileNotFoundError(f"backbone_weights[{backbone!r}]: {weights!r} does not exist (a timm state dict, "
-                                ".safetensors or .pth, of that backbone)")
+        raise FileNotFoundError(
+            f"backbone_weights[{backbone!r}]: {weights!r} does not exist (a timm state dict, "
+            ".safetensors or .pth, of that backbone)"
+        )
     synthetic = options.data.startswith("synthetic-")
     try:
-        run = prepare_run(name, options.data, image_size=options.image_size,
-                          num_samples=options.train_samples if synthetic else None,
-                          pretrained_backbone=init == "imagenet", seed=options.seed,
-                          data_options=data_options(options), **({"backbone_weights": weights} if weights else {}))
+        run = prepare_run(
+            name,
+            options.data,
+            image_size=options.image_size,
+            num_samples=options.train_samples if synthetic else None,
+            pretrained_backbone=init == "imagenet",
+            seed=options.seed,
+            data_options=data_options(options),
+            **({"backbone_weights": weights} if weights else {}),
+        )
     except BackboneWeightsNotFound as err:
         raise InitUnavailable(str(err)) from err
     model = run.model
@@ -76,17 +91,33 @@ def train_pair(options: BenchmarkOptions, backbone: str, init: str, folder: Path
     frozen = freeze_protopnet_stages(model, options.freeze_stages)
     recipe = _recipe(task_for(model).recipe(), options)
     if "prototypes" in options.methods:
-        fit(model, run.train, recipe=recipe, val_data=None, push_data=run.push, out_dir=folder / "protopnet",
-            resume=True, progress=progress, log=log)
+        fit(
+            model,
+            run.train,
+            recipe=recipe,
+            val_data=None,
+            push_data=run.push,
+            out_dir=folder / "protopnet",
+            resume=True,
+            progress=progress,
+            log=log,
+        )
     path = folder / CLASSIFIER_FILE
     if path.is_file():
         load_classifier(classifier, path)
     elif any(method != "prototypes" for method in options.methods):
-        history = train_classifier(classifier, run.train, epochs=options.epochs, batch_size=options.batch_size,
-                                   seed=options.seed, frozen=frozen_stage_parameters(classifier.backbone,
-                                                                                     options.freeze_stages),
-                                   progress=progress)
-        log(f"classifier: {len(history)} epochs, last loss {history[-1]['loss']:.4f}, acc {history[-1]['accuracy']:.3f}")
+        history = train_classifier(
+            classifier,
+            run.train,
+            epochs=options.epochs,
+            batch_size=options.batch_size,
+            seed=options.seed,
+            frozen=frozen_stage_parameters(classifier.backbone, options.freeze_stages),
+            progress=progress,
+        )
+        log(
+            f"classifier: {len(history)} epochs, last loss {history[-1]['loss']:.4f}, acc {history[-1]['accuracy']:.3f}"
+        )
         from protozoo.train.distributed import DistContext
 
         if DistContext.from_env().is_main:
@@ -113,9 +144,15 @@ def _recipe(family_recipe, options: BenchmarkOptions):
     one push after the last, ``last_layer_epochs`` after it."""
     from protozoo.train.schedule import Recipe
 
-    changes = {"epochs": options.epochs, "warm_epochs": 1 if options.epochs > 1 else 0, "push_start": options.epochs,
-               "push_every": options.epochs, "last_layer_epochs": options.last_layer_epochs,
-               "batch_size": options.batch_size, "seed": options.seed}
+    changes = {
+        "epochs": options.epochs,
+        "warm_epochs": 1 if options.epochs > 1 else 0,
+        "push_start": options.epochs,
+        "push_every": options.epochs,
+        "last_layer_epochs": options.last_layer_epochs,
+        "batch_size": options.batch_size,
+        "seed": options.seed,
+    }
     return Recipe.from_dict(family_recipe.to_dict() | changes)
 
 
@@ -123,8 +160,11 @@ def evaluation_split(options: BenchmarkOptions, transform, *, tagged_raw: bool =
     """The untagged test split (a folder without one: its val split), eval-transformed; ``tagged_raw``:
     the same images untransformed (what :mod:`protozoo.benchmark.shortcut` draws the tag on)."""
     synthetic = options.data.startswith("synthetic-")
-    extra = {"image_size": options.image_size, "seed": options.seed, "num_samples": options.test_samples,
-             "shortcut": 0.0} if synthetic else {"image_size": options.image_size}
+    extra = (
+        {"image_size": options.image_size, "seed": options.seed, "num_samples": options.test_samples, "shortcut": 0.0}
+        if synthetic
+        else {"image_size": options.image_size}
+    )
     extra = dict(options.data_options) | extra
     chosen = None if tagged_raw else transform
     for split in ("test", "val"):

@@ -106,8 +106,10 @@ class BenchmarkOptions:
             raise ValueError(f"shortcut needs a synthetic dataset (it draws the tag), not {self.data!r}")
         taken = sorted(set(self.data_options) & {"shortcut", "image_size", "seed", "num_samples", "transform"})
         if taken:
-            raise ValueError(f"data_options {taken} are the benchmark's own options: use shortcut, image_size, seed, "
-                             "train_samples / test_samples instead")
+            raise ValueError(
+                f"data_options {taken} are the benchmark's own options: use shortcut, image_size, seed, "
+                "train_samples / test_samples instead"
+            )
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")
 

@@ -13,8 +13,16 @@ from protozoo.benchmark.options import BenchmarkOptions
 from protozoo.benchmark.rows import RowStore, row_key, write_results
 
 
-def run(out: str | Path, options: BenchmarkOptions | None = None, *, preset: str | None = None, progress: bool = True,
-        report: bool = True, log: Callable[[str], None] = print, **changes: Any) -> list[dict[str, Any]]:
+def run(
+    out: str | Path,
+    options: BenchmarkOptions | None = None,
+    *,
+    preset: str | None = None,
+    progress: bool = True,
+    report: bool = True,
+    log: Callable[[str], None] = print,
+    **changes: Any,
+) -> list[dict[str, Any]]:
     """Run (or continue) the explanation benchmark into ``out``.
 
     Args:
@@ -63,7 +71,9 @@ def run(out: str | Path, options: BenchmarkOptions | None = None, *, preset: str
             for method, row in rows.items():
                 store.put(row_key(backbone, init, method), row)
         ctx.barrier()
-        log(f"{head}: {len(missing)} rows in {time.perf_counter() - begun:.1f}s (total {time.perf_counter() - started:.1f}s)")
+        log(
+            f"{head}: {len(missing)} rows in {time.perf_counter() - begun:.1f}s (total {time.perf_counter() - started:.1f}s)"
+        )
     rows = [store.get(row_key(b, i, m)) for b, i in pairs for m in options.methods] if ctx.is_main else []
     if ctx.is_main:
         write_results(rows, out)
@@ -75,19 +85,29 @@ def run(out: str | Path, options: BenchmarkOptions | None = None, *, preset: str
     return rows
 
 
-def _pair_rows(options: BenchmarkOptions, backbone: str, init: str, out: Path, methods: list[str], progress: bool,
-               log, ctx) -> dict[str, dict[str, Any]]:
+def _pair_rows(
+    options: BenchmarkOptions, backbone: str, init: str, out: Path, methods: list[str], progress: bool, log, ctx
+) -> dict[str, dict[str, Any]]:
     """The rows of one backbone x init: scored, or saying why there is nothing to score."""
-    base = {"backbone": backbone, "init": init, "freeze_stages": options.freeze_stages, "shortcut": options.shortcut,
-            "seed": options.seed, "options": options.to_dict()}
+    base = {
+        "backbone": backbone,
+        "init": init,
+        "freeze_stages": options.freeze_stages,
+        "shortcut": options.shortcut,
+        "seed": options.seed,
+        "options": options.to_dict(),
+    }
     begun = time.perf_counter()
     try:
         pair = train_pair(options, backbone, init, out / "models" / f"{backbone}__{init}", progress=progress, log=log)
     except InitUnavailable as err:
         reason = str(err).splitlines()[0]
         log(f"  {backbone} {init}: not run: {reason}")
-        return {m: base | {"method": m, "model": explained_model(m), "status": "unavailable", "init_source": None,
-                           "note": str(err)} for m in methods}
+        return {
+            m: base
+            | {"method": m, "model": explained_model(m), "status": "unavailable", "init_source": None, "note": str(err)}
+            for m in methods
+        }
     trained = time.perf_counter() - begun
     if not ctx.is_main:
         return {}
@@ -95,9 +115,13 @@ def _pair_rows(options: BenchmarkOptions, backbone: str, init: str, out: Path, m
 
     scores = score_pair(pair, options, methods)
     seconds = round(time.perf_counter() - begun, 1)
-    return {m: base | {"method": m, "status": "ok", "init_source": pair.init_source,
-                       "frozen_tensors": pair.frozen_tensors} | scores[m]
-            | {"train_seconds": round(trained, 1), "seconds": seconds} for m in methods}
+    return {
+        m: base
+        | {"method": m, "status": "ok", "init_source": pair.init_source, "frozen_tensors": pair.frozen_tensors}
+        | scores[m]
+        | {"train_seconds": round(trained, 1), "seconds": seconds}
+        for m in methods
+    }
 
 
 def _silent(_: str) -> None:

@@ -31,8 +31,11 @@ def score_pair(pair: TrainedPair, options: BenchmarkOptions, methods: list[str])
     models = {"classifier": pair.classifier, "protopnet": pair.protopnet}
     accuracy = {name: classification(model, pair.test, batch_size=options.batch_size) for name, model in models.items()}
     tagged = _tagged(options, pair)
-    tagged_accuracy = ({name: classification(model, tagged, batch_size=options.batch_size)
-                        for name, model in models.items()} if tagged is not None else {})
+    tagged_accuracy = (
+        {name: classification(model, tagged, batch_size=options.batch_size) for name, model in models.items()}
+        if tagged is not None
+        else {}
+    )
     rows = {}
     for method in methods:
         which = explained_model(method)
@@ -40,9 +43,13 @@ def score_pair(pair: TrainedPair, options: BenchmarkOptions, methods: list[str])
         maps = dataset_maps(method, model, pair.test, batch_size=options.batch_size)
         located = localization_from_maps(maps.maps, maps.masks, threshold=options.threshold)
         pixel = per_image_pixel_scores(maps.maps, maps.masks, threshold=options.threshold)
-        row: dict[str, Any] = {"model": which, "accuracy": accuracy[which].accuracy, "auroc": _num(accuracy[which].auroc),
-                               "balanced_accuracy": accuracy[which].balanced_accuracy,
-                               "evaluated": located.evaluated}
+        row: dict[str, Any] = {
+            "model": which,
+            "accuracy": accuracy[which].accuracy,
+            "auroc": _num(accuracy[which].auroc),
+            "balanced_accuracy": accuracy[which].balanced_accuracy,
+            "evaluated": located.evaluated,
+        }
         row |= {name: _num(getattr(located, name)) for name in LOCALIZATION}
         row |= {name: nanmean(pixel[name]) for name in PIXEL}
         row |= _faithfulness(method, model, maps, pair, options)
@@ -71,7 +78,9 @@ def _faithfulness(method: str, model, maps, pair: TrainedPair, options: Benchmar
     return faithfulness(method, model, images, labels, perturbations=options.perturbations, seed=options.seed)
 
 
-def _shortcut(method: str, model, tagged: TaggedTest, options: BenchmarkOptions, untagged, tagged_result) -> dict[str, Any]:
+def _shortcut(
+    method: str, model, tagged: TaggedTest, options: BenchmarkOptions, untagged, tagged_result
+) -> dict[str, Any]:
     """Explanation mass and peaks on the tag of tagged test images; accuracy with and without the tag."""
     maps = dataset_maps(method, model, tagged, batch_size=options.batch_size)
     energy = per_image_pixel_scores(maps.maps, maps.masks, threshold=options.threshold)["energy"]  # (N,)
@@ -79,9 +88,14 @@ def _shortcut(method: str, model, tagged: TaggedTest, options: BenchmarkOptions,
     # The tag is a few pixels (4 x 4 at 64 px) and a map a few cells: the mass share is bounded by
     # the tag's area share, so the lift (share of mass / share of area, 1 = no preference) is shown too.
     area = (maps.masks > 0.5).flatten(1).float().mean(dim=1)  # (N,)
-    return {"tag_energy": nanmean(energy), "tag_lift": nanmean(energy / area), "tag_pointing_game": nanmean(peaks),
-            "accuracy_tagged": tagged_result.accuracy, "accuracy_untagged": untagged.accuracy,
-            "accuracy_drop": tagged_result.accuracy - untagged.accuracy}
+    return {
+        "tag_energy": nanmean(energy),
+        "tag_lift": nanmean(energy / area),
+        "tag_pointing_game": nanmean(peaks),
+        "accuracy_tagged": tagged_result.accuracy,
+        "accuracy_untagged": untagged.accuracy,
+        "accuracy_drop": tagged_result.accuracy - untagged.accuracy,
+    }
 
 
 def _num(value: float) -> float | None:

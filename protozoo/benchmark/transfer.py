@@ -22,10 +22,14 @@ def protopnet_name(backbone: str) -> str:
     from protozoo.registry import resolve
 
     name = backbone if backbone.startswith("protopnet_") else f"protopnet_{backbone}"
-    known = [n for n in protozoo.list_models("protopnet_*") if family_of_arch(resolve(n).architecture).name == "protopnet"]
+    known = [
+        n for n in protozoo.list_models("protopnet_*") if family_of_arch(resolve(n).architecture).name == "protopnet"
+    ]
     if name not in known:
-        raise ValueError(f"no ProtoPNet model for backbone {backbone!r}; backbones: "
-                         + ", ".join(n.removeprefix("protopnet_") for n in known))
+        raise ValueError(
+            f"no ProtoPNet model for backbone {backbone!r}; backbones: "
+            + ", ".join(n.removeprefix("protopnet_") for n in known)
+        )
     return name
 
 

@@ -10,8 +10,16 @@ import time
 
 from protozoo.cli import benchmark, demo, evaluate, explain, info, list_cmd, push, train
 
-SUBCOMMANDS = {"list": list_cmd, "info": info, "train": train, "push": push, "evaluate": evaluate, "explain": explain, "demo": demo,
-               "benchmark": benchmark}
+SUBCOMMANDS = {
+    "list": list_cmd,
+    "info": info,
+    "train": train,
+    "push": push,
+    "evaluate": evaluate,
+    "explain": explain,
+    "demo": demo,
+    "benchmark": benchmark,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         if err.errno != errno.ENOSPC:
             raise
         folder = os.path.dirname(err.filename) if err.filename else getattr(args, "out", None) or "."
-        print(f"protozoo {args.command}: error: no space left on the device of {str(folder)!r}; free space there "
-              f"(or choose another folder){_resume_hint(args, ' and')}", file=sys.stderr)
+        print(
+            f"protozoo {args.command}: error: no space left on the device of {str(folder)!r}; free space there "
+            f"(or choose another folder){_resume_hint(args, ' and')}",
+            file=sys.stderr,
+        )
         return 1
 
 

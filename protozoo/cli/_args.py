@@ -27,8 +27,13 @@ nonnegative_int = at_least(0)
 
 def add_data_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> None:
     """The repeatable ``--data-option KEY=VALUE`` flag (``args.data_option``), as ``protozoo train`` takes it."""
-    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)" + help_suffix)
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)" + help_suffix,
+    )
 
 
 def parse_data_options(pairs: list[str]) -> dict[str, object]:

@@ -51,30 +51,50 @@ FLAGS = {  # flag dest -> BenchmarkOptions field
 
 
 def add_parser(subparsers, name: str) -> None:
-    parser = subparsers.add_parser(name, help="score every backbone's explanations (Grad-CAM..., prototypes) against masks")
+    parser = subparsers.add_parser(
+        name, help="score every backbone's explanations (Grad-CAM..., prototypes) against masks"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (results.json/.csv, report.html)")
     parser.add_argument("--preset", choices=["quick"], help="quick: 3 backbones, 64 px, about 5 minutes on 2 cores")
     parser.add_argument("--backbones", type=_names, help="comma-separated, e.g. resnet18,densenet121")
-    parser.add_argument("--data", help="synthetic-fundus | synthetic-mammo | synthetic-parts | folder:PATH (with masks)")
+    parser.add_argument(
+        "--data", help="synthetic-fundus | synthetic-mammo | synthetic-parts | folder:PATH (with masks)"
+    )
     parser.add_argument("--methods", type=_names, help="of gradcam,gradcam++,scorecam,prototypes (default: all)")
     parser.add_argument("--init", type=_names, help="imagenet and/or random, e.g. imagenet,random")
     parser.add_argument("--freeze-stages", type=nonnegative_int, help="keep the first K feature stages at their init")
     parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--last-layer-epochs", type=nonnegative_int, help="ProtoPNet's last-layer epochs after its push")
+    parser.add_argument(
+        "--last-layer-epochs", type=nonnegative_int, help="ProtoPNet's last-layer epochs after its push"
+    )
     parser.add_argument("--image-size", type=positive_int)
     parser.add_argument("--shortcut", type=_probability, help="probability of the class-coding tag on training images")
-    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset option for every split, repeatable (e.g. lesion_size=3)")
-    parser.add_argument("--shortcut-figures", action="store_true", default=None,
-                        help="score the tag figures at --shortcut 0 too (the baseline)")
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option for every split, repeatable (e.g. lesion_size=3)",
+    )
+    parser.add_argument(
+        "--shortcut-figures",
+        action="store_true",
+        default=None,
+        help="score the tag figures at --shortcut 0 too (the baseline)",
+    )
     parser.add_argument("--num-samples", type=positive_int, help="synthetic training images")
     parser.add_argument("--test-samples", type=positive_int, help="synthetic test images")
     parser.add_argument("--faithfulness-samples", type=nonnegative_int, help="test images for infidelity/sensitivity")
     parser.add_argument("--perturbations", type=positive_int, help="perturbations per image of infidelity/sensitivity")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--seed", type=nonnegative_int)
-    parser.add_argument("--backbone-weights", action="append", default=[], metavar="BACKBONE=FILE",
-                        help="ImageNet weights (a timm state dict) of a backbone, repeatable")
+    parser.add_argument(
+        "--backbone-weights",
+        action="append",
+        default=[],
+        metavar="BACKBONE=FILE",
+        help="ImageNet weights (a timm state dict) of a backbone, repeatable",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -24,8 +24,12 @@ PRESETS = {  # name -> (train breasts, test breasts, image size, main epochs, la
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="fine-tune, push, evaluate and explain BRAIxProtoPNet++ on built-in data")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="quick (~1 min), default (~5 min on 2 CPU cores), long (~30+ min)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="quick (~1 min), default (~5 min on 2 CPU cores), long (~30+ min)",
+    )
     parser.add_argument("--epochs", type=positive_int, help="override the preset's warm + joint epochs")
     parser.add_argument("--num-samples", type=positive_int, help="override the preset's training breasts")
     parser.add_argument("--device", help="cpu, cuda ... (default: a GPU if any)")
@@ -43,32 +47,64 @@ def run(args: argparse.Namespace) -> int:
     train_n = args.num_samples or train_n
     epochs = args.epochs or epochs
     started = time.perf_counter()
-    print(f"protozoo demo: BRAIxProtoPNet++ (EfficientNet-Lite0, ImageNet) on synthetic-mammo, "
-          f"{train_n} training breasts at {size} px, preset {args.preset!r}, {torch.get_num_threads()} torch threads "
-          "(the idle cores; PROTOZOO_NUM_THREADS sets them)")
+    print(
+        f"protozoo demo: BRAIxProtoPNet++ (EfficientNet-Lite0, ImageNet) on synthetic-mammo, "
+        f"{train_n} training breasts at {size} px, preset {args.preset!r}, {torch.get_num_threads()} torch threads "
+        "(the idle cores; PROTOZOO_NUM_THREADS sets them)"
+    )
     run_ = prepare_run(
-        "braix-protopnet++", "synthetic-mammo", image_size=size, num_samples=train_n, pretrained_backbone=True,
-        data_options={"lesion_size": 1.5, "lesion_contrast": 0.25}, prototypes_per_class=5, feature_stage=3,
+        "braix-protopnet++",
+        "synthetic-mammo",
+        image_size=size,
+        num_samples=train_n,
+        pretrained_backbone=True,
+        data_options={"lesion_size": 1.5, "lesion_contrast": 0.25},
+        prototypes_per_class=5,
+        feature_stage=3,
     )
     model = run_.model
     print(f"backbone weights: {model.backbone_source}")
     # Prototypes from the breast, those of benign/malignant from the masses (a first push after two
     # epochs, refined by the joint epochs, pushed again at the end); IAIA-BL's fine-annotation loss.
     first_push = min(2, epochs)
-    recipe = Recipe(global_epochs=max(1, epochs // 3), epochs=epochs, warm_epochs=1, push_start=first_push,
-                    push_every=max(1, epochs - first_push), last_layer_epochs=last, batch_size=32,
-                    unique_source="per_class", push_foreground=True, push_lesions=True,
-                    loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
-                    lr={"backbone": 3e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3})
-    fit(model, run_.train, recipe=recipe, val_data=run_.val, push_data=run_.push, out_dir=args.out,
-        resume=args.resume, device=args.device)
+    recipe = Recipe(
+        global_epochs=max(1, epochs // 3),
+        epochs=epochs,
+        warm_epochs=1,
+        push_start=first_push,
+        push_every=max(1, epochs - first_push),
+        last_layer_epochs=last,
+        batch_size=32,
+        unique_source="per_class",
+        push_foreground=True,
+        push_lesions=True,
+        loss={"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
+        lr={"backbone": 3e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-3},
+    )
+    fit(
+        model,
+        run_.train,
+        recipe=recipe,
+        val_data=run_.val,
+        push_data=run_.push,
+        out_dir=args.out,
+        resume=args.resume,
+        device=args.device,
+    )
     model.eval()
 
     from protozoo.data import build_transforms, load_dataset, resolve_data_config
 
-    test = load_dataset("synthetic-mammo", "test", image_size=size, num_samples=test_n, seed=0,
-                        lesion_size=1.5, lesion_contrast=0.25,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    test = load_dataset(
+        "synthetic-mammo",
+        "test",
+        image_size=size,
+        num_samples=test_n,
+        seed=0,
+        lesion_size=1.5,
+        lesion_contrast=0.25,
+        transform=build_transforms(resolve_data_config(model), train=False),
+    )
     print("evaluating on the test split ...")
     scores = classification(model, test)
     where = localization(model, test)
@@ -120,8 +156,16 @@ def write_report(out: Path, model, test, metrics: dict, push_data, *, per_class:
         render_panel(e, push_data, path=path)
         explanations.append((e, path))
     labels = [int(test[i]["label"]) for i in range(len(test))]
-    return render_report(out / "report.html", model=model, metrics=metrics, gallery_png=gallery, explanations=explanations,
-                         sources=push_data, test_labels=labels, title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms")
+    return render_report(
+        out / "report.html",
+        model=model,
+        metrics=metrics,
+        gallery_png=gallery,
+        explanations=explanations,
+        sources=push_data,
+        test_labels=labels,
+        title="protozoo demo: BRAIxProtoPNet++ on synthetic mammograms",
+    )
 
 
 def _one_per_class(dataset, per_class: int = 1) -> list[int]:

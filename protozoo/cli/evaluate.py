@@ -25,12 +25,17 @@ def add_parser(subparsers, name: str) -> None:
     )
     parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: number of samples")
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the model's)")
-    add_data_option(parser, "; on top of the options the model was trained with on the same spec (its config records them)")
+    add_data_option(
+        parser, "; on top of the options the model was trained with on the same spec (its config records them)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stability noise")
-    parser.add_argument("--posthoc-methods", default="gradcam,gradcam++,scorecam",
-                        help="posthoc: comma-separated post-hoc maps (default: gradcam,gradcam++,scorecam)")
+    parser.add_argument(
+        "--posthoc-methods",
+        default="gradcam,gradcam++,scorecam",
+        help="posthoc: comma-separated post-hoc maps (default: gradcam,gradcam++,scorecam)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
 
 
@@ -43,8 +48,15 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def build_data(model, spec: str, split: str, *, image_size: int | None, num_samples: int | None,
-               data_options: dict[str, Any] | None = None):
+def build_data(
+    model,
+    spec: str,
+    split: str,
+    *,
+    image_size: int | None,
+    num_samples: int | None,
+    data_options: dict[str, Any] | None = None,
+):
     """The dataset of ``spec`` with the model's eval transform (synthetic: generated at the input size).
 
     The dataset options the model was trained with on ``spec`` (``pretrained_cfg.extra["train_data"]``,
@@ -68,8 +80,16 @@ def build_data(model, spec: str, split: str, *, image_size: int | None, num_samp
     return dataset
 
 
-def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str | None, seed: int,
-             posthoc_methods: tuple[str, ...] = ("gradcam", "gradcam++", "scorecam")) -> dict[str, Any]:
+def evaluate(
+    model,
+    dataset,
+    metrics: list[str],
+    *,
+    batch_size: int,
+    device: str | None,
+    seed: int,
+    posthoc_methods: tuple[str, ...] = ("gradcam", "gradcam++", "scorecam"),
+) -> dict[str, Any]:
     """Runs the chosen evaluators; consistency and stability share one pass.
 
     ``posthoc``: ``{"<method> [<branch>]": localization}`` for every post-hoc method and every
@@ -95,9 +115,11 @@ def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str
         from protozoo.evaluate.posthoc import saliency_branches
 
         report["posthoc"] = {
-            f"{method} [{branch}]": ev.posthoc_localization(model, dataset, method=method, branch=branch,
-                                                            **common).to_dict()
-            for branch in saliency_branches(model) for method in posthoc_methods
+            f"{method} [{branch}]": ev.posthoc_localization(
+                model, dataset, method=method, branch=branch, **common
+            ).to_dict()
+            for branch in saliency_branches(model)
+            for method in posthoc_methods
         }
     if "prototypes" in metrics:
         report["prototypes"] = ev.prototype_stats(model, dataset, **common).to_dict()
@@ -107,7 +129,7 @@ def evaluate(model, dataset, metrics: list[str], *, batch_size: int, device: str
 def localization_table(report: dict[str, Any]) -> list[tuple[str, ...]]:
     """Rows (map, pointing game, activation precision, IoU, Dice): the prototype maps, then each
     post-hoc map, scored on the same images; empty when the report has neither."""
-    maps = ([("prototypes (top of true class)", report["localization"])] if "localization" in report else [])
+    maps = [("prototypes (top of true class)", report["localization"])] if "localization" in report else []
     maps += list(report.get("posthoc", {}).items())
     if not maps:
         return []
@@ -143,11 +165,18 @@ def run(args: argparse.Namespace) -> int:
     model = protozoo.load(args.model).eval()
     if args.device:
         model.to(args.device)
-    dataset = build_data(model, args.data, args.split, image_size=args.image_size, num_samples=args.num_samples,
-                         data_options=parse_data_options(args.data_option))
+    dataset = build_data(
+        model,
+        args.data,
+        args.split,
+        image_size=args.image_size,
+        num_samples=args.num_samples,
+        data_options=parse_data_options(args.data_option),
+    )
     methods = tuple(name.strip() for name in args.posthoc_methods.split(",") if name.strip())
-    report = evaluate(model, dataset, metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,
-                      posthoc_methods=methods)
+    report = evaluate(
+        model, dataset, metrics, batch_size=args.batch_size, device=args.device, seed=args.seed, posthoc_methods=methods
+    )
     rows = summary_rows(report)
     if rows:
         rows = [("metric", "value")] + rows

@@ -28,7 +28,9 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="prototypes per panel (default 5)")
     parser.add_argument("--class-idx", type=int, default=None, help="explain this class instead of the predicted one")
     parser.add_argument(
-        "--sources", default=None, metavar="SPEC",
+        "--sources",
+        default=None,
+        metavar="SPEC",
         help="dataset the model was pushed on (load_dataset spec, e.g. synthetic-mammo), to show prototype sources; "
         "the options the model was trained with (recorded in its config) are applied to the same spec",
     )
@@ -51,16 +53,19 @@ def run(args: argparse.Namespace) -> int:
     family = family_of(model)
     names = family.input_names
     if len(args.images) % len(names):
-        raise SystemExit(f"protozoo explain: a {family.title or family.name} model reads {len(names)} images per item "
-                         f"({', '.join(names)}, in that order); got {len(args.images)} files")
+        raise SystemExit(
+            f"protozoo explain: a {family.title or family.name} model reads {len(names)} images per item "
+            f"({', '.join(names)}, in that order); got {len(args.images)} files"
+        )
     panel_of = family.resolved("panel")
     args.out.mkdir(parents=True, exist_ok=True)
     panels, predicted, stems = [], set(), set()
     for start in range(0, len(args.images), len(names)):
-        files = args.images[start:start + len(names)]
+        files = args.images[start : start + len(names)]
         inputs = [_fitted(path, model, transform) for path in files]  # (C, H, W) each
-        explanation = explain(model, inputs[0] if len(inputs) == 1 else tuple(inputs), args.top_k,
-                              class_idx=args.class_idx)
+        explanation = explain(
+            model, inputs[0] if len(inputs) == 1 else tuple(inputs), args.top_k, class_idx=args.class_idx
+        )
         stem = "+".join(Path(path).stem for path in files)
         stem = stem if stem not in stems else f"{stem}_{start}"
         stems.add(stem)
@@ -93,8 +98,10 @@ def _measure_ood(model, sources, args: argparse.Namespace, transform) -> None:
     if sources is not None:
         what = f"--sources {args.sources} ({args.sources_split} split)"
     elif spec.startswith("synthetic"):
-        sources, what = load_dataset(spec, "train", transform=transform, **training_options(model, spec)), \
-            f"its recorded training data ({spec}, regenerated)"
+        sources, what = (
+            load_dataset(spec, "train", transform=transform, **training_options(model, spec)),
+            f"its recorded training data ({spec}, regenerated)",
+        )
     else:
         return
     stats = calibrate(model, sources, description=what)
@@ -107,10 +114,12 @@ def _fitted(path: str, model, transform):
     image = _read(path, model)  # (C, H, W)
     rows, cols = transform.visible_fraction(*image.shape[-2:])
     if rows < 1 or cols < 1:
-        print(f"note: {path} is {image.shape[-1]}x{image.shape[-2]} px; this model was trained with "
-              f"crop_mode={transform.crop_mode!r} crop_pct={transform.crop_pct}, so {rows:.0%} of its rows and "
-              f"{cols:.0%} of its columns reach the model (a model trained on mammograms or fundus photographs "
-              "with protozoo train letterboxes them whole)")
+        print(
+            f"note: {path} is {image.shape[-1]}x{image.shape[-2]} px; this model was trained with "
+            f"crop_mode={transform.crop_mode!r} crop_pct={transform.crop_pct}, so {rows:.0%} of its rows and "
+            f"{cols:.0%} of its columns reach the model (a model trained on mammograms or fundus photographs "
+            "with protozoo train letterboxes them whole)"
+        )
     return transform({"image": image})["image"]
 
 
@@ -119,6 +128,8 @@ def _read(path: str, model) -> Tensor:
     explained as if it had content (a 1x1 image read as probability 0.46)."""
     image = read_image(path)  # (C, H, W)
     if min(image.shape[-2:]) < model.min_input_size:
-        raise ValueError(f"image {path} is {image.shape[-1]}x{image.shape[-2]} px, smaller than one feature cell of the "
-                         f"model ({model.min_input_size} px): there is nothing in it to explain")
+        raise ValueError(
+            f"image {path} is {image.shape[-1]}x{image.shape[-2]} px, smaller than one feature cell of the "
+            f"model ({model.min_input_size} px): there is nothing in it to explain"
+        )
     return image

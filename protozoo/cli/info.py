@@ -26,14 +26,23 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("name", cfg.name + _how_named(args.name, cfg.name)),
         ("family", f"{family.title or family.name} ({type(model).__name__})"),
-        ("backbone", f"{config.backbone} (timm), stage {config.feature_stage}, {model.backbone.out_channels} "
-                     f"channels, stride {model.backbone.reduction}"),
-        ("head", f"{config.add_on} add-on -> {family.describe_prototypes(model)} of depth {config.prototype_dim}, "
-                 f"{config.similarity} similarity; {model.num_classes} output classes"),
+        (
+            "backbone",
+            f"{config.backbone} (timm), stage {config.feature_stage}, {model.backbone.out_channels} "
+            f"channels, stride {model.backbone.reduction}",
+        ),
+        (
+            "head",
+            f"{config.add_on} add-on -> {family.describe_prototypes(model)} of depth {config.prototype_dim}, "
+            f"{config.similarity} similarity; {model.num_classes} output classes",
+        ),
         ("parameters", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())),
         ("input", f"{inputs.input_size} mean {inputs.mean} std {inputs.std} ({inputs.interpolation})"),
         ("trained weights", _weights(cfg)),
-        ("backbone weights", ", ".join(available_sources(config.backbone)) or "none offline (pretrained_backbone=True will fail)"),
+        (
+            "backbone weights",
+            ", ".join(available_sources(config.backbone)) or "none offline (pretrained_backbone=True will fail)",
+        ),
         ("paper", cfg.paper or "-"),
         ("license", cfg.license or "-"),
     ]
@@ -63,6 +72,9 @@ def _how_named(asked: str, name: str) -> str:
 def _weights(cfg) -> str:
     if not cfg.has_weights:
         return "none yet (head untrained)"
-    where = [f"weights/{cfg.weights_dir}" if cfg.weights_dir else "", f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else "",
-             cfg.file or ""]
+    where = [
+        f"weights/{cfg.weights_dir}" if cfg.weights_dir else "",
+        f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else "",
+        cfg.file or "",
+    ]
     return ", ".join(w for w in where if w)

@@ -28,12 +28,23 @@ def add_parser(subparsers, name: str) -> None:
     add_data_option(parser, "; on top of the options the model was trained with on the same spec")
     parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: samples (default: as trained)")
     parser.add_argument("--image-size", type=positive_int, help="input side in pixels (default: the model's)")
-    parser.add_argument("--unique-source", choices=UNIQUE_SOURCES,
-                        help="one image per prototype of a class / of the model (default: the run's recipe, else none)")
-    parser.add_argument("--foreground", action=argparse.BooleanOptionalAction, default=None,
-                        help="patches only from foreground cells (default: the run's recipe)")
-    parser.add_argument("--lesions", action=argparse.BooleanOptionalAction, default=None,
-                        help="patches of lesion-bearing images only from their lesions (default: the run's recipe)")
+    parser.add_argument(
+        "--unique-source",
+        choices=UNIQUE_SOURCES,
+        help="one image per prototype of a class / of the model (default: the run's recipe, else none)",
+    )
+    parser.add_argument(
+        "--foreground",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="patches only from foreground cells (default: the run's recipe)",
+    )
+    parser.add_argument(
+        "--lesions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="patches of lesion-bearing images only from their lesions (default: the run's recipe)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -46,13 +57,17 @@ def recorded_push_settings(model_dir: Path | None) -> dict[str, Any]:
     for folder in (model_dir, model_dir.parent) if model_dir is not None else ():
         if (folder / "recipe.json").is_file():
             recipe = Recipe.load(folder / "recipe.json")
-            return {"unique_source": recipe.unique_source, "foreground": recipe.push_foreground,
-                    "lesions": recipe.push_lesions}
+            return {
+                "unique_source": recipe.unique_source,
+                "foreground": recipe.push_foreground,
+                "lesions": recipe.push_lesions,
+            }
     return {}
 
 
-def push_dataset(model, spec: str, split: str, *, image_size: int | None, num_samples: int | None,
-                 data_options: dict[str, Any]):
+def push_dataset(
+    model, spec: str, split: str, *, image_size: int | None, num_samples: int | None, data_options: dict[str, Any]
+):
     """The dataset to push onto: the model's eval transform, its recorded training options, then ``data_options``."""
     from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
     from protozoo.family import family_of
@@ -81,22 +96,32 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         raise ValueError(f"--model {args.model!r} is not a model folder: give --out for the pushed model")
     model = protozoo.load(args.model)
-    dataset, options = push_dataset(model, args.data, args.split, image_size=args.image_size,
-                                    num_samples=args.num_samples, data_options=parse_data_options(args.data_option))
+    dataset, options = push_dataset(
+        model,
+        args.data,
+        args.split,
+        image_size=args.image_size,
+        num_samples=args.num_samples,
+        data_options=parse_data_options(args.data_option),
+    )
     settings = {"unique_source": "none", "foreground": False, "lesions": False} | recorded_push_settings(model_dir)
     given = {"unique_source": args.unique_source, "foreground": args.foreground, "lesions": args.lesions}
     settings |= {k: v for k, v in given.items() if v is not None}
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, collate_fn=collate_items)
-    result = protozoo.push_prototypes(model, loader, class_specific=True, device=args.device,
-                                      progress=not args.no_progress, **settings)
+    result = protozoo.push_prototypes(
+        model, loader, class_specific=True, device=args.device, progress=not args.no_progress, **settings
+    )
     # Where the prototypes now come from: ``protozoo explain --sources`` reads these options back.
     model.pretrained_cfg = model.pretrained_cfg.replace(
-        extra=model.pretrained_cfg.extra | {"train_data": {"spec": args.data, "options": options}})
+        extra=model.pretrained_cfg.extra | {"train_data": {"spec": args.data, "options": options}}
+    )
     model.cpu().save_pretrained(out)
     distances = result.distances.float()
     reused = sum(bool(row.get("reused_source")) for row in model.provenance or [])
-    print(f"pushed {model.num_prototypes} prototypes onto {len(dataset)} images of {args.data} ({args.split}); "
-          f"{', '.join(f'{k}={v}' for k, v in settings.items())}")
+    print(
+        f"pushed {model.num_prototypes} prototypes onto {len(dataset)} images of {args.data} ({args.split}); "
+        f"{', '.join(f'{k}={v}' for k, v in settings.items())}"
+    )
     print(f"push distance: mean {distances.mean():.4g}, max {distances.max():.4g}; {reused} reused sources")
     print(f"saved {out} (prototypes.json holds each prototype's source image and box)")
     return 0

@@ -31,8 +31,9 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, metrics, model/)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--recipe", type=Path, help="recipe .json/.yaml; flags below override its fields")
-    parser.add_argument("--global-epochs", type=nonnegative_int,
-                        help="BRAIxProtoPNet++: epochs of the global branch alone first")
+    parser.add_argument(
+        "--global-epochs", type=nonnegative_int, help="BRAIxProtoPNet++: epochs of the global branch alone first"
+    )
     parser.add_argument("--epochs", type=positive_int, help="warm + joint epochs")
     parser.add_argument("--warm-epochs", type=nonnegative_int)
     parser.add_argument("--push-start", type=nonnegative_int)
@@ -43,8 +44,13 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--image-size", type=positive_int, help="input size (default: the model's)")
     parser.add_argument("--num-samples", type=positive_int, help="synthetic datasets: training samples")
-    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)")
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)",
+    )
     parser.add_argument("--prototypes-per-class", type=positive_int)
     parser.add_argument("--pretrained-backbone", action="store_true", help="ImageNet backbone from an offline source")
     parser.add_argument("--num-workers", type=nonnegative_int, default=0)
@@ -99,22 +105,42 @@ def run(args: argparse.Namespace) -> int:
     if args.prototypes_per_class is not None:
         model_overrides["prototypes_per_class"] = args.prototypes_per_class
     run_ = prepare_run(
-        args.model, args.data, image_size=args.image_size, num_samples=args.num_samples,
-        pretrained_backbone=args.pretrained_backbone, seed=seed,
-        data_options=parse_options(args.data_option), **model_overrides,
+        args.model,
+        args.data,
+        image_size=args.image_size,
+        num_samples=args.num_samples,
+        pretrained_backbone=args.pretrained_backbone,
+        seed=seed,
+        data_options=parse_options(args.data_option),
+        **model_overrides,
     )
     from protozoo.train.loop import fit
     from protozoo.train.tasks import task_for
 
     family_default = task_for(run_.model).recipe()
     recipe = recipe_from_args(args, family_default)
-    scaled = {k: (getattr(family_default, k), getattr(recipe, k)) for k in SCHEDULE_FIELDS
-              if getattr(family_default, k) != getattr(recipe, k) and getattr(args, k, None) is None}
+    scaled = {
+        k: (getattr(family_default, k), getattr(recipe, k))
+        for k in SCHEDULE_FIELDS
+        if getattr(family_default, k) != getattr(recipe, k) and getattr(args, k, None) is None
+    }
     if scaled and args.epochs is not None and not args.recipe:
-        print(f"--epochs {recipe.epochs} scales the default {family_default.epochs}-epoch schedule: "
-              + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in scaled.items()))
-    result = fit(run_.model, run_.train, recipe=recipe, val_data=run_.val, push_data=run_.push, out_dir=args.out,
-                 resume=args.resume, device=args.device, num_workers=args.num_workers, progress=not args.no_progress)
+        print(
+            f"--epochs {recipe.epochs} scales the default {family_default.epochs}-epoch schedule: "
+            + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in scaled.items())
+        )
+    result = fit(
+        run_.model,
+        run_.train,
+        recipe=recipe,
+        val_data=run_.val,
+        push_data=run_.push,
+        out_dir=args.out,
+        resume=args.resume,
+        device=args.device,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+    )
     summarize(result, run_.val, args.out)
     return 0
 
@@ -133,15 +159,24 @@ def summarize(result, held_out, out: Path) -> dict[str, object]:
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return {}
     last = next((row for row in reversed(result.history) if row.get("kind") == "train"), {})
-    summary: dict[str, object] = {"last_train_phase": last.get("phase"), "last_train_accuracy": last.get("accuracy"),
-                                  "last_train_loss": last.get("loss")}
+    summary: dict[str, object] = {
+        "last_train_phase": last.get("phase"),
+        "last_train_accuracy": last.get("accuracy"),
+        "last_train_loss": last.get("loss"),
+    }
     if held_out is not None:
         scores = classification(result.model.eval(), held_out).to_dict()
         summary |= {"split": held_out.split, "n": len(held_out)}
         summary |= {k: scores[k] for k in ("accuracy", "balanced_accuracy", "auroc") if k in scores}
     width = max(len(k) for k in summary)
-    print("final metrics" + (f" (the trained model on the {summary['split']} split, n={summary['n']})"
-                             if held_out is not None else " (no held-out split: the last training epoch)"))
+    print(
+        "final metrics"
+        + (
+            f" (the trained model on the {summary['split']} split, n={summary['n']})"
+            if held_out is not None
+            else " (no held-out split: the last training epoch)"
+        )
+    )
     for key, value in summary.items():
         print(f"  {key:<{width}}  {'-' if value is None else f'{value:.4g}' if isinstance(value, float) else value}")
     write_json(summary, out / "final_metrics.json")

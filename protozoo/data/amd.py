@@ -42,7 +42,9 @@ def _labels_csv(folders: list[Path]) -> Path:
                 header = next(csv.reader(f), [])
             if {"ImgName", "Label"} <= {h.strip() for h in header}:
                 return path
-    raise DatasetLayoutError(f"no CSV with columns ImgName,Label in {[str(f) for f in folders]}; expected layout: {LAYOUT}")
+    raise DatasetLayoutError(
+        f"no CSV with columns ImgName,Label in {[str(f) for f in folders]}; expected layout: {LAYOUT}"
+    )
 
 
 class AMDFundus(ItemDataset):
@@ -90,8 +92,9 @@ class AMDFundus(ItemDataset):
         lesion_value: Literal["dark", "bright"] = "dark",
         labels_csv: str | Path | None = None,
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         self.root = require(Path(root), layout=LAYOUT)
         self.lesion_value = lesion_value
         folder = self.root / SPLIT_DIRS[split]

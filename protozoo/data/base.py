@@ -198,8 +198,10 @@ def _resize(item: Item, size: tuple[int, int], *, keep_aspect: bool = False) -> 
     ``keep_aspect``: letterboxed (whole image, black padding) instead of squashed.
     """
     if "views" in item:
-        item = {**item, "views": {name: _resize(view, size, keep_aspect=keep_aspect)
-                                  for name, view in item["views"].items()}}
+        item = {
+            **item,
+            "views": {name: _resize(view, size, keep_aspect=keep_aspect) for name, view in item["views"].items()},
+        }
     if "image" not in item or tuple(item["image"].shape[-2:]) == size:
         return item
     from protozoo.data.transforms import resize_item  # torchvision only when a file needs resampling

@@ -120,8 +120,9 @@ class CBISDDSM(ItemDataset):
         masks: bool = True,
         source: Literal["csv", "headers"] = "csv",
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         self.root = require(Path(root), layout=LAYOUT)
         self.three_class = three_class
         self.classes = list(PATHOLOGIES) if three_class else BINARY_CLASSES
@@ -155,7 +156,9 @@ class CBISDDSM(ItemDataset):
             for n, row in enumerate(rows, start=2):
                 pathology = row["pathology"].strip()
                 if pathology not in PATHOLOGIES:
-                    raise ValueError(f"unknown pathology {pathology!r} in {path} line {n}; expected one of {PATHOLOGIES}")
+                    raise ValueError(
+                        f"unknown pathology {pathology!r} in {path} line {n}; expected one of {PATHOLOGIES}"
+                    )
                 key = (row["patient_id"].strip(), row["left or right breast"].strip(), row["image view"].strip())
                 image = images.setdefault(key, _Image(*key, official=official, image=row["image file path"].strip()))
                 image.rois.append(row["ROI mask file path"].strip())

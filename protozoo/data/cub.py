@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from protozoo.data.errors import bad_line
 from protozoo.data.folder import (
     DatasetLayoutError,
     Item,
@@ -18,7 +19,6 @@ from protozoo.data.folder import (
     read_image,
     require,
 )
-from protozoo.data.errors import bad_line
 from protozoo.pretrained import adapt_image_channels
 
 LAYOUT = (
@@ -36,8 +36,14 @@ def _table(path: Path, numbers: int = 0) -> dict[int, list[str]]:
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             key, *fields = line.split()
-            if not key.isdigit() or not fields or (numbers and (len(fields) != numbers or not all(map(_is_number, fields)))):
-                raise bad_line(path, n, line, f"'<integer id> <{numbers or 'one or more'} {'numbers' if numbers else 'fields'}>'")
+            if (
+                not key.isdigit()
+                or not fields
+                or (numbers and (len(fields) != numbers or not all(map(_is_number, fields))))
+            ):
+                raise bad_line(
+                    path, n, line, f"'<integer id> <{numbers or 'one or more'} {'numbers' if numbers else 'fields'}>'"
+                )
             rows[int(key)] = fields
     return rows
 
@@ -86,8 +92,9 @@ class CUB200(ItemDataset):
         on_error: OnError = "raise",
         crop_to_bbox: bool = False,
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         root = Path(root)
         if not (root / "images.txt").exists() and (root / "CUB_200_2011" / "images.txt").exists():
             root = root / "CUB_200_2011"
@@ -114,7 +121,9 @@ class CUB200(ItemDataset):
                     raise ValueError(part_id)
                 values = torch.tensor([float(x), float(y), float(visible)])
             except ValueError:
-                raise bad_line(part_locs_path, n, line, f"'<image id> <part id 1..{num_parts}> <x> <y> <visible>'") from None
+                raise bad_line(
+                    part_locs_path, n, line, f"'<image id> <part id 1..{num_parts}> <x> <y> <visible>'"
+                ) from None
             locs.setdefault(int(image_id), torch.zeros(num_parts, 3))[part] = values  # (K, [x, y, visible])
         self.samples: list[tuple[int, Path, int]] = []
         for image_id in sorted(images):

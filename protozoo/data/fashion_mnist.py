@@ -87,8 +87,9 @@ class FashionMNIST(ItemDataset):
         val_fraction: float = 0.0,
         on_error: OnError = "raise",
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"missing {self.root}; expected layout: {LAYOUT}")
@@ -102,11 +103,7 @@ class FashionMNIST(ItemDataset):
             raise ValueError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
         for i in np.flatnonzero(labels >= len(CLASSES))[:1]:
             check_label(int(labels[i]), num_classes=len(CLASSES), where=f"{labels_path} entry {i}")
-        keep = [
-            i
-            for i in range(len(labels))
-            if self.in_split(f"{prefix}/{i}", official)
-        ]
+        keep = [i for i in range(len(labels)) if self.in_split(f"{prefix}/{i}", official)]
         self.prefix = prefix
         self.indices = keep
         self.images = images

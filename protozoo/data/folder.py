@@ -58,8 +58,10 @@ def _float_image(arr: np.ndarray, path: Path) -> torch.Tensor:
         raise CorruptFileError(path, "the float image holds NaN or Inf pixels")
     low, high = float(arr.min()), float(arr.max())
     if low < 0 or high > 1:
-        warnings.warn(f"{path}: float pixel values lie in [{low:g}, {high:g}], outside [0, 1]; scaled min-max to [0, 1]",
-                      stacklevel=3)
+        warnings.warn(
+            f"{path}: float pixel values lie in [{low:g}, {high:g}], outside [0, 1]; scaled min-max to [0, 1]",
+            stacklevel=3,
+        )
         arr = (arr - low) / max(high - low, 1e-12)
     return torch.from_numpy(arr.copy())[None]
 
@@ -135,8 +137,9 @@ class ImageFolder(ItemDataset):
         on_error: OnError = "raise",
         ratios: Sequence[float] = FOLDER_SPLIT_RATIOS,
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         self.root = require(Path(root), layout=FOLDER_LAYOUT)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"folder:{root} is a file, not a folder; expected layout: {FOLDER_LAYOUT}")
@@ -164,8 +167,10 @@ class ImageFolder(ItemDataset):
                 if presplit or assign_split(rel, seed=seed, ratios=ratios) == split:
                     self.samples.append((path, label))
         if empty:  # a class without images would only fail at the first push, after the epochs
-            raise DatasetLayoutError(f"class folder(s) {empty} hold no image ({', '.join(IMAGE_EXTENSIONS)}); "
-                                     "add images or remove the folder")
+            raise DatasetLayoutError(
+                f"class folder(s) {empty} hold no image ({', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -9,8 +9,12 @@ def _key(name: object) -> str:
     return str(name).lower().replace("_", " ").replace("-", " ").strip()
 
 
-def label_map(dataset_classes: Sequence[object], model_classes: Sequence[object], *, dataset: str = "the dataset",
-              ) -> list[int]:
+def label_map(
+    dataset_classes: Sequence[object],
+    model_classes: Sequence[object],
+    *,
+    dataset: str = "the dataset",
+) -> list[int]:
     """The model's class index of each dataset class, matched by name (case, ``_``, ``-`` ignored).
 
     A label index means nothing outside its own class list: CBIS-DDSM's binary ``benign`` (0) /
@@ -34,7 +38,9 @@ def label_map(dataset_classes: Sequence[object], model_classes: Sequence[object]
         index.setdefault(_key(name), i)
     missing = [str(name) for name in dataset_classes if _key(name) not in index]
     if missing:
-        raise ValueError(f"{dataset} classes {missing} have no class of the same name among the model's "
-                         f"{[str(n) for n in model_classes]}: its labels cannot be stated in the model's terms "
-                         "(map them yourself, or use data with the model's classes)")
+        raise ValueError(
+            f"{dataset} classes {missing} have no class of the same name among the model's "
+            f"{[str(n) for n in model_classes]}: its labels cannot be stated in the model's terms "
+            "(map them yourself, or use data with the model's classes)"
+        )
     return [index[_key(name)] for name in dataset_classes]

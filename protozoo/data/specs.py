@@ -33,8 +33,12 @@ class Scheme:
 
 SCHEMES: dict[str, Scheme] = {
     "synthetic-mammo": Scheme("protozoo.data.synthetic:SyntheticMammo", "none", "synthetic paired CC/MLO mammograms"),
-    "synthetic-fundus": Scheme("protozoo.data.synthetic:SyntheticFundus", "none", "synthetic fundus images with lesions"),
-    "synthetic-parts": Scheme("protozoo.data.synthetic:SyntheticParts", "none", "synthetic objects with part keypoints"),
+    "synthetic-fundus": Scheme(
+        "protozoo.data.synthetic:SyntheticFundus", "none", "synthetic fundus images with lesions"
+    ),
+    "synthetic-parts": Scheme(
+        "protozoo.data.synthetic:SyntheticParts", "none", "synthetic objects with part keypoints"
+    ),
     "folder": Scheme("protozoo.data.folder:ImageFolder", "required", "class-per-sub-folder images"),
     "cub": Scheme("protozoo.data.cub:CUB200", "required", "CUB-200-2011 birds with parts"),
     "cbis-ddsm": Scheme("protozoo.data.cbis_ddsm:CBISDDSM", "required", "CBIS-DDSM mammograms (CSVs + DICOM)"),
@@ -109,8 +113,10 @@ def load_dataset(spec: str, split: str = "train", **options: Any) -> Dataset:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownOptionError(f"unknown option {name!r} for dataset {scheme!r} ({class_name}); "
-                            f"known options: {', '.join(known)}{hint}")
+            raise UnknownOptionError(
+                f"unknown option {name!r} for dataset {scheme!r} ({class_name}); "
+                f"known options: {', '.join(known)}{hint}"
+            )
     return cls(split, **options) if path is None else cls(path, split, **options)
 
 

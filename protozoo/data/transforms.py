@@ -71,8 +71,10 @@ def resolve_data_config(model_or_cfg: Any = None, **overrides: Any) -> dict[str,
             config[key] = value
     config["input_size"] = tuple(int(v) for v in config["input_size"])
     if config["crop_mode"] not in CROP_MODES:
-        raise ValueError(f"crop_mode {config['crop_mode']!r} is not one of {CROP_MODES} (timm's crop modes; "
-                         "'border' is the letterbox that keeps a mammogram's whole field of view)")
+        raise ValueError(
+            f"crop_mode {config['crop_mode']!r} is not one of {CROP_MODES} (timm's crop modes; "
+            "'border' is the letterbox that keeps a mammogram's whole field of view)"
+        )
     if not 0 < float(config["crop_pct"]) <= 1:
         raise ValueError(f"crop_pct must lie in (0, 1], got {config['crop_pct']!r}")
     channels = config["input_size"][0]
@@ -252,8 +254,9 @@ def set_parts(item: Item, parts: torch.Tensor, size: tuple[int, int]) -> None:
         item["parts_visible"] = item["parts_visible"] & inside  # (K,)
 
 
-def resized_crop(item: Item, box: tuple[int, int, int, int], size: tuple[int, int],
-                 interpolation: InterpolationMode) -> None:
+def resized_crop(
+    item: Item, box: tuple[int, int, int, int], size: tuple[int, int], interpolation: InterpolationMode
+) -> None:
     """Crops ``box`` (top, left, height, width) of the item and resizes it to ``size`` (H, W), in place.
 
     ``image`` with ``interpolation`` (antialiased), ``mask`` nearest, ``parts`` mapped as pixel
@@ -274,8 +277,14 @@ def resized_crop(item: Item, box: tuple[int, int, int, int], size: tuple[int, in
         set_parts(item, (item["parts"].float() - offset + 0.5) * scale - 0.5, size)
 
 
-def letterbox(item: Item, box: tuple[int, int, int, int], size: tuple[int, int],
-              interpolation: InterpolationMode, *, crop_pct: float = 1.0) -> None:
+def letterbox(
+    item: Item,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    interpolation: InterpolationMode,
+    *,
+    crop_pct: float = 1.0,
+) -> None:
     """Fits ``box`` (top, left, height, width) of the item into ``size`` (H, W) keeping its aspect, in place.
 
     timm's ``crop_mode="border"`` (``ResizeKeepRatio(size / crop_pct, longest=1)`` then
@@ -304,8 +313,13 @@ def letterbox(item: Item, box: tuple[int, int, int, int], size: tuple[int, int],
         set_parts(item, item["parts"].float() + torch.tensor(shift, dtype=torch.float32), size)
 
 
-def resize_item(item: Item, size: tuple[int, int], interpolation: str = DEFAULT_CONFIG["interpolation"], *,
-                keep_aspect: bool = False) -> Item:
+def resize_item(
+    item: Item,
+    size: tuple[int, int],
+    interpolation: str = DEFAULT_CONFIG["interpolation"],
+    *,
+    keep_aspect: bool = False,
+) -> Item:
     """A copy of the item with its whole image resized to ``size`` (H, W), mask and parts following.
 
     By default the aspect ratio is not kept (as ProtoPNet resizes CUB crops to 224 x 224); with

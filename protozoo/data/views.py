@@ -61,6 +61,8 @@ class FlattenViews(Dataset):
         item = self.dataset[breast]
         name = VIEWS[view]
         if name not in item.get("views", {}):
-            raise KeyError(f"breast {item.get('id', breast)!r} has no {name.upper()} view; FlattenViews needs both views")
+            raise KeyError(
+                f"breast {item.get('id', breast)!r} has no {name.upper()} view; FlattenViews needs both views"
+            )
         single = breast_views(item)[name]
         return {"image": single["image"], "mask": single.get("mask"), "label": single["label"], "id": single["id"]}

@@ -81,8 +81,9 @@ class VinDrMammo(ItemDataset):
         paired: bool = True,
         masks: bool = True,
     ) -> None:
-        super().__init__(split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                         on_error=on_error)
+        super().__init__(
+            split, transform=transform, image_size=image_size, seed=seed, val_fraction=val_fraction, on_error=on_error
+        )
         if label_mode not in ("binary", "birads"):
             raise ValueError(f"label_mode must be 'binary' or 'birads', got {label_mode!r}")
         self.root = require(Path(root), layout=LAYOUT)
@@ -105,8 +106,12 @@ class VinDrMammo(ItemDataset):
                     try:
                         box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
                     except (KeyError, TypeError, ValueError):
-                        raise bad_line(findings, n, ",".join(str(v) for v in row.values()),
-                                       "a finding with numeric xmin, ymin, xmax, ymax") from None
+                        raise bad_line(
+                            findings,
+                            n,
+                            ",".join(str(v) for v in row.values()),
+                            "a finding with numeric xmin, ymin, xmax, ymax",
+                        ) from None
                     self.boxes.setdefault(row["image_id"], []).append(box)
         views: dict[tuple[str, str], dict[str, str]] = {}
         for image_id, row in self.rows.items():

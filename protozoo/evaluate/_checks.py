@@ -9,8 +9,16 @@ from typing import Any
 __all__ = ["check_dataset_fits", "check_range", "check_whole"]
 
 
-def check_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
-                meaning: str = "") -> float:
+def check_range(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    meaning: str = "",
+) -> float:
     """``value`` as a float if it is a number in the interval, else a ValueError naming ``name`` and the interval."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

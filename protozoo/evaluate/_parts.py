@@ -49,8 +49,10 @@ def prototype_maps(
         (``family_of(model).image_views(batch)``, which hold each view's ``image`` / ``parts`` / ``mask``).
     """
     views = family_of(model).image_views(batch)
-    return {view: model.similarity_maps(items["image"] if perturb is None else perturb(items["image"]))
-            for view, items in views.items()}
+    return {
+        view: model.similarity_maps(items["image"] if perturb is None else perturb(items["image"]))
+        for view, items in views.items()
+    }
 
 
 def model_logits(model: nn.Module, batch: Batch) -> Tensor:
@@ -94,8 +96,9 @@ def model_device(model: nn.Module) -> torch.device:
 def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0) -> Iterator[Batch]:
     """Collated batches of the dataset in order, tensors moved to ``device``; ``num_workers`` DataLoader
     processes load (generate, transform, collate) the items while the model runs (0: in this process)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items,
-                        num_workers=num_workers)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items, num_workers=num_workers
+    )
     for batch in loader:
         yield to_device(batch, device)
 
@@ -158,7 +161,9 @@ def peak_positions(maps: Tensor, size: tuple[int, int]) -> Tensor:
     y0, y1, x0, x1, half = y0[order], y1[order], x0[order], x1[order], half[order]
     found = torch.empty(len(maps), 2, dtype=torch.long)  # in that order
     for start, end, tall, wide in _chunks(heights[order].tolist(), widths[order].tolist()):
-        ys = torch.minimum(y0[start:end, None] + torch.arange(tall), y1[start:end, None])  # (n, tall): past y1 repeats y1
+        ys = torch.minimum(
+            y0[start:end, None] + torch.arange(tall), y1[start:end, None]
+        )  # (n, tall): past y1 repeats y1
         xs = torch.minimum(x0[start:end, None] + torch.arange(wide), x1[start:end, None])  # (n, wide)
         window = rows[ys] @ half[start:end].gather(2, xs[:, None, :].expand(-1, half.shape[1], -1))  # (n, tall, wide)
         # A repeated row or column comes after the one it repeats: the first maximum is a real pixel.
@@ -192,7 +197,10 @@ def _chunks(heights: list[int], widths: list[int]) -> Iterator[tuple[int, int, i
     start = 0
     while start < len(heights):
         end, tall, wide = start + 1, heights[start], widths[start]
-        while end < len(heights) and (end + 1 - start) * max(tall, heights[end]) * max(wide, widths[end]) <= PEAK_CHUNK_PIXELS:
+        while (
+            end < len(heights)
+            and (end + 1 - start) * max(tall, heights[end]) * max(wide, widths[end]) <= PEAK_CHUNK_PIXELS
+        ):
             tall, wide, end = max(tall, heights[end]), max(wide, widths[end]), end + 1
         yield start, end, tall, wide
         start = end

@@ -93,7 +93,9 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> ClassificationResu
     logits = logits.detach().float().cpu()
     labels = labels.detach().cpu()
     if logits.ndim != 2 or len(labels) != len(logits):
-        raise ValueError(f"expected (N, K) logits and N labels, got logits {tuple(logits.shape)} and labels {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected (N, K) logits and N labels, got logits {tuple(logits.shape)} and labels {tuple(labels.shape)}"
+        )
     bad = (~torch.isfinite(logits)).any(dim=1)
     if bad.any():
         raise ValueError(
@@ -102,8 +104,10 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> ClassificationResu
         )
     n, num_classes = logits.shape
     if labels.ndim == 1 and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
-        raise ValueError(f"labels must lie in 0..{num_classes - 1} for {num_classes} logits, got {int(labels.min())}"
-                         f"..{int(labels.max())}")
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1} for {num_classes} logits, got {int(labels.min())}"
+            f"..{int(labels.max())}"
+        )
     if labels.ndim == 2:
         truth = labels > 0  # (N, K)
         decided = logits > 0

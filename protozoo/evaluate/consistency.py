@@ -68,7 +68,9 @@ class ConsistencyResult:
 
 def check_mu(mu: float) -> float:
     """``mu`` is a share of images: in (0, 1] (0.8 in the paper)."""
-    return check_range("mu", mu, 0.0, 1.0, low_open=True, meaning="the share of a class's images a part must be in the box in")
+    return check_range(
+        "mu", mu, 0.0, 1.0, low_open=True, meaning="the share of a class's images a part must be in the box in"
+    )
 
 
 def consistency_from_counts(counts: PartCounts, *, mu: float = DEFAULT_MU, view: str = "image") -> ConsistencyResult:
@@ -137,7 +139,12 @@ def consistency(
     """
     check_mu(mu)
     counts = scan_parts(
-        model, dataset, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        model,
+        dataset,
+        half_size=half_size,
+        keypoints=keypoints,
+        batch_size=batch_size,
+        device=device,
         num_workers=num_workers,
     )
     view = pick_view(list(counts), view)

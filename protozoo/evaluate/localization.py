@@ -109,8 +109,10 @@ def _flat_maps(maps: Tensor, masks: Tensor, threshold: float) -> tuple[Tensor, T
     size = tuple(lesion.shape[-2:])
     maps = maps.float()
     if not torch.isfinite(maps).all():
-        raise ValueError("the explanation maps hold NaN or Inf values: no localization is scored from them; "
-                         "check the model's weights and inputs")
+        raise ValueError(
+            "the explanation maps hold NaN or Inf values: no localization is scored from them; "
+            "check the model's weights and inputs"
+        )
     if tuple(maps.shape[-2:]) != size:
         maps = upsample_bicubic(maps, size)  # (B, H, W)
     flat, target = rearrange(maps, "b h w -> b (h w)"), rearrange(lesion, "b h w -> b (h w)")
@@ -239,8 +241,16 @@ def localization(
             last.update(batch=batch, maps=prototype_maps(model, batch))  # {view: (B, P, h, w)}
         return top_prototype_maps(model, batch, last["maps"][shown], class_source)  # (B, h, w)
 
-    per_image = _score_views(model, dataset, top_prototype, threshold=threshold, top_fraction=top_fraction,
-                             batch_size=batch_size, device=device, view=view)
+    per_image = _score_views(
+        model,
+        dataset,
+        top_prototype,
+        threshold=threshold,
+        top_fraction=top_fraction,
+        batch_size=batch_size,
+        device=device,
+        view=view,
+    )
     details = {"class_source": class_source, "view": view or "all", "map": "top prototype of the class"}
     return _summarise(per_image, threshold, top_fraction, details)
 
@@ -265,14 +275,29 @@ def mask_localization(
     def mask(batch: dict, shown: str) -> Tensor:
         return _union_mask(family_of(model).image_views(batch)[shown]["mask"].float()).float()  # (B, H, W)
 
-    per_image = _score_views(model, dataset, mask, threshold=threshold, top_fraction=top_fraction,
-                             batch_size=batch_size, device="cpu", view=view)
+    per_image = _score_views(
+        model,
+        dataset,
+        mask,
+        threshold=threshold,
+        top_fraction=top_fraction,
+        batch_size=batch_size,
+        device="cpu",
+        view=view,
+    )
     return _summarise(per_image, threshold, top_fraction, {"view": view or "all", "map": "the lesion mask itself"})
 
 
 def _score_views(
-    model: nn.Module, dataset: Dataset, map_of, *, threshold: float, top_fraction: float, batch_size: int,
-    device: torch.device | str | None, view: str | None,
+    model: nn.Module,
+    dataset: Dataset,
+    map_of,
+    *,
+    threshold: float,
+    top_fraction: float,
+    batch_size: int,
+    device: torch.device | str | None,
+    view: str | None,
 ) -> dict[str, Tensor]:
     """Per-image scores of ``map_of(batch, view) -> (B, h, w)`` against each view's masks, every view
     (or ``view``) of every batch: the one loop of :func:`localization` and :func:`mask_localization`."""

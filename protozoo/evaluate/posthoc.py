@@ -49,8 +49,10 @@ def default_target_layer(model: nn.Module) -> nn.Module:
     layer = _last_spatial_layer(model)
     if layer is None:
         name = type(model).__name__
-        raise ValueError(f"{name} has no timm feature_info and no spatial layer feeding its logits; "
-                         "pass target_layer=<the nn.Module to explain>")
+        raise ValueError(
+            f"{name} has no timm feature_info and no spatial layer feeding its logits; "
+            "pass target_layer=<the nn.Module to explain>"
+        )
     return layer
 
 
@@ -61,8 +63,12 @@ def _last_spatial_layer(model: nn.Module) -> nn.Module | None:
     fired: list[tuple[nn.Module, Tensor]] = []
 
     def record(module, inputs, output):
-        if isinstance(output, Tensor) and output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1 \
-                and output.requires_grad:
+        if (
+            isinstance(output, Tensor)
+            and output.ndim == 4
+            and output.shape[-1] * output.shape[-2] > 1
+            and output.requires_grad
+        ):
             fired.append((module, output))
 
     handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
@@ -217,8 +223,9 @@ def posthoc_localization(
                 labels = family.resolved("targets")(items) if family is not None else items["label"]
                 labels = torch.as_tensor(labels)
                 targets = labels if labels.ndim == 1 else labels.float().argmax(dim=1)
-            maps = posthoc_maps(model, items["image"], method, target_layer=layer, targets=targets, branch=branch,
-                                view=view)
+            maps = posthoc_maps(
+                model, items["image"], method, target_layer=layer, targets=targets, branch=branch, view=view
+            )
             scores = per_image_localization(maps, items["mask"], threshold=threshold, top_fraction=top_fraction)
             for name, value in scores.items():
                 per_image.setdefault(name, []).append(value)

@@ -110,7 +110,9 @@ def gaussian_noise(
     generator = torch.Generator().manual_seed(seed)
 
     def perturb(x: Tensor) -> Tensor:
-        noise = torch.randn(x.shape, generator=generator).mul_(std).clamp_(-clip, clip)  # in place: one (B, C, H, W) buffer
+        noise = (
+            torch.randn(x.shape, generator=generator).mul_(std).clamp_(-clip, clip)
+        )  # in place: one (B, C, H, W) buffer
         noise = noise.to(x.device, x.dtype)
         if space == "normalized":
             return noise.add_(x)  # x + noise
@@ -122,7 +124,9 @@ def gaussian_noise(
 
 def _model_noise(model: nn.Module, std: float, clip: float, space: str, seed: int) -> Callable[[Tensor], Tensor]:
     check_range("noise_std", std, 0.0, math.inf, low_open=True, high_open=True, meaning="the std of the Gaussian noise")
-    check_range("noise_clip", clip, 0.0, math.inf, low_open=True, meaning="the noise is clipped to [-noise_clip, noise_clip]")
+    check_range(
+        "noise_clip", clip, 0.0, math.inf, low_open=True, meaning="the noise is clipped to [-noise_clip, noise_clip]"
+    )
     mean_std = None
     if space == "pixel":
         config = resolve_data_config(model)
@@ -175,7 +179,13 @@ def consistency_and_stability(
     check_mu(mu)
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
     counts = scan_parts(
-        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        model,
+        dataset,
+        perturb=perturb,
+        half_size=half_size,
+        keypoints=keypoints,
+        batch_size=batch_size,
+        device=device,
         num_workers=num_workers,
     )
     view = pick_view(list(counts), view)
@@ -231,7 +241,13 @@ def stability(
     """
     perturb = _model_noise(model, noise_std, noise_clip, noise_space, seed)
     counts = scan_parts(
-        model, dataset, perturb=perturb, half_size=half_size, keypoints=keypoints, batch_size=batch_size, device=device,
+        model,
+        dataset,
+        perturb=perturb,
+        half_size=half_size,
+        keypoints=keypoints,
+        batch_size=batch_size,
+        device=device,
         num_workers=num_workers,
     )
     view = pick_view(list(counts), view)

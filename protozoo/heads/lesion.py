@@ -61,14 +61,16 @@ class LesionHead(ProtoPNetHead):
         **kwargs: :class:`ProtoPNetHead` arguments (``prototypes_per_class`` = prototypes per lesion).
     """
 
-    def __init__(self, *, num_lesions: int, num_classes: int, lesion_prior: float = 0.1,
-                 healthy_class: int | None = 0, **kwargs):
+    def __init__(
+        self, *, num_lesions: int, num_classes: int, lesion_prior: float = 0.1, healthy_class: int | None = 0, **kwargs
+    ):
         super().__init__(num_classes=num_lesions, **kwargs)
         if not 0 < lesion_prior < 1:
             raise ValueError(f"lesion_prior must lie strictly between 0 and 1, got {lesion_prior}")
         if healthy_class is not None and not 0 <= healthy_class < num_classes:
-            raise ValueError(f"healthy_class must be a diagnosis class index in [0, {num_classes}) or None, "
-                             f"got {healthy_class}")
+            raise ValueError(
+                f"healthy_class must be a diagnosis class index in [0, {num_classes}) or None, got {healthy_class}"
+            )
         prior_logit = math.log(lesion_prior / (1 - lesion_prior))
         self.lesion_bias = nn.Parameter(torch.full((num_lesions,), prior_logit))  # (L,)
         self.healthy_class = healthy_class

@@ -27,7 +27,9 @@ GEOMETRIC_EPSILON = 1e-6  # keeps the gradient of sqrt finite where a similarity
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """Linear-LayerNorm-ReLU-Linear: SimSiam's MLPs with LayerNorm for BatchNorm (batches of a few
     breasts, or fewer where views are missing); the norm keeps about half the hidden units alive."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)
+    )
 
 
 def geometric_mean(a: Tensor, b: Tensor, eps: float = GEOMETRIC_EPSILON) -> Tensor:
@@ -70,8 +72,9 @@ class CrossViewHead(nn.Module):
         projection_dim: Output depth of the projector g; the predictor h has a bottleneck of a quarter.
     """
 
-    def __init__(self, *, in_channels: int, prototype_identity: Tensor, attention_dim: int = 64,
-                 projection_dim: int = 256):
+    def __init__(
+        self, *, in_channels: int, prototype_identity: Tensor, attention_dim: int = 64, projection_dim: int = 256
+    ):
         super().__init__()
         num_prototypes, num_classes = prototype_identity.shape
         self.query = nn.Conv2d(in_channels, attention_dim, 1)
@@ -92,8 +95,9 @@ class CrossViewHead(nn.Module):
         k = rearrange(self.key(other_features), "b d h w -> b d (h w)")
         return (q @ k / math.sqrt(q.shape[-1])).softmax(dim=-1)
 
-    def cooccurrence(self, features: Tensor, other_features: Tensor, similarity_maps: Tensor,
-                     other_similarity_maps: Tensor) -> Tensor:
+    def cooccurrence(
+        self, features: Tensor, other_features: Tensor, similarity_maps: Tensor, other_similarity_maps: Tensor
+    ) -> Tensor:
         """(B, P) co-occurrence scores of one direction (view <- other view).
 
         Args:

@@ -68,7 +68,9 @@ class ProtoPNetHead(nn.Module):
 
     def reset_last_layer(self, incorrect_class_connection: float | None = None) -> None:
         """Set the last layer to 1 from each prototype to its class and ``incorrect`` to the others."""
-        incorrect = self.incorrect_class_connection if incorrect_class_connection is None else incorrect_class_connection
+        incorrect = (
+            self.incorrect_class_connection if incorrect_class_connection is None else incorrect_class_connection
+        )
         identity = self.prototype_identity.T  # (K, P)
         with torch.no_grad():
             self.last_layer.weight.copy_(identity + incorrect * (1 - identity))

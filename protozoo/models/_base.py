@@ -52,8 +52,10 @@ class ProtoModel(nn.Module):
         c = self.config.in_chans
         if not isinstance(x, Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected a batch of images (B, {c}, H, W), got {shape}; add a batch dim with x[None]"
-                             + ("" if isinstance(x, Tensor) else " (and convert it to a torch tensor)"))
+            raise ValueError(
+                f"expected a batch of images (B, {c}, H, W), got {shape}; add a batch dim with x[None]"
+                + ("" if isinstance(x, Tensor) else " (and convert it to a torch tensor)")
+            )
         if not x.is_floating_point():
             raise ValueError(
                 f"expected float images normalised as the model was trained, got a {x.dtype} tensor; scale the "
@@ -98,4 +100,3 @@ class ProtoModel(nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the saved files to the Hugging Face Hub (``huggingface_hub.upload_folder``)."""
         return hub.push_to_hub(self, repo_id, **kwargs)
-

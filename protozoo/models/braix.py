@@ -20,8 +20,10 @@ from protozoo.registry import register_alias
 
 __all__ = ["BRAIxConfig", "BRAIxProtoPNet"]
 
-PAPER = ("Wang et al., Knowledge Distillation to Ensemble Global and Interpretable Prototype-Based "
-         "Mammogram Classification Models, MICCAI 2022")
+PAPER = (
+    "Wang et al., Knowledge Distillation to Ensemble Global and Interpretable Prototype-Based "
+    "Mammogram Classification Models, MICCAI 2022"
+)
 
 
 @dataclass
@@ -77,19 +79,32 @@ def global_branch_logits(model: BRAIxProtoPNet, x: Tensor, view: str = "image") 
     return model(x).global_logits
 
 
-register_family(Family(
-    example_data="synthetic-mammo",
-    name="braix_protopnet_pp", model_class=BRAIxProtoPNet, title="BRAIxProtoPNet++ (Wang et al. 2022)", paper=PAPER,
-    loss="protozoo.train.losses_medical:braix_loss", explainer="protozoo.explanation:explain_braix",
-    # The global branch alone, then prototypes, then jointly; no source image reused within a class.
-    # Patches only from the breast (from the masses where the data has masks); IAIA-BL's
-    # fine-annotation loss where the data has lesion masks (items without a mask are not penalised).
-    recipe={"global_epochs": 5, "unique_source": "per_class", "push_foreground": True, "push_lesions": True,
-            "loss": {"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True}},
-    # Grad-CAM of the global CNN branch is the paper's post-hoc comparison; the ensemble too.
-    saliency_branches={"global": "protozoo.models.braix:global_branch_logits",
-                       "ensemble": "protozoo.evaluate.posthoc:image_logits"},
-))
+register_family(
+    Family(
+        example_data="synthetic-mammo",
+        name="braix_protopnet_pp",
+        model_class=BRAIxProtoPNet,
+        title="BRAIxProtoPNet++ (Wang et al. 2022)",
+        paper=PAPER,
+        loss="protozoo.train.losses_medical:braix_loss",
+        explainer="protozoo.explanation:explain_braix",
+        # The global branch alone, then prototypes, then jointly; no source image reused within a class.
+        # Patches only from the breast (from the masses where the data has masks); IAIA-BL's
+        # fine-annotation loss where the data has lesion masks (items without a mask are not penalised).
+        recipe={
+            "global_epochs": 5,
+            "unique_source": "per_class",
+            "push_foreground": True,
+            "push_lesions": True,
+            "loss": {"fine_annotation": 1.0, "foreground_pooling": True, "lesion_pooling": True},
+        },
+        # Grad-CAM of the global CNN branch is the paper's post-hoc comparison; the ensemble too.
+        saliency_branches={
+            "global": "protozoo.models.braix:global_branch_logits",
+            "ensemble": "protozoo.evaluate.posthoc:image_logits",
+        },
+    )
+)
 
 # The default model: EfficientNet-Lite0 (real ImageNet weights offline), one-channel mammograms,
 # normal / benign / malignant.

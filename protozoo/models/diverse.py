@@ -25,7 +25,13 @@ class DiverseProtoPNet(ProtoPNet):
     config_class = DiverseProtoPNetConfig
 
 
-register_family(Family(
-    name="protopnet_diverse", model_class=DiverseProtoPNet, title="ProtoPNet with diverse prototypes", paper=PAPER,
-    loss="protozoo.train.losses_medical:diverse_loss", recipe={"unique_source": "global"},
-))
+register_family(
+    Family(
+        name="protopnet_diverse",
+        model_class=DiverseProtoPNet,
+        title="ProtoPNet with diverse prototypes",
+        paper=PAPER,
+        loss="protozoo.train.losses_medical:diverse_loss",
+        recipe={"unique_source": "global"},
+    )
+)

@@ -27,8 +27,10 @@ from protozoo.resample import upsample_bicubic
 
 __all__ = ["LesionConfig", "LesionProtoPNet"]
 
-PAPER = ("ProtoPNet with lesion prototypes and a lesion-only diagnosis, after Morano et al. 2023 "
-         "(weakly supervised, explainable detection of AMD-related lesions in colour fundus images)")
+PAPER = (
+    "ProtoPNet with lesion prototypes and a lesion-only diagnosis, after Morano et al. 2023 "
+    "(weakly supervised, explainable detection of AMD-related lesions in colour fundus images)"
+)
 DEFAULT_LESIONS = list(FUNDUS_LESIONS)  # the lesion vocabulary of protozoo.lesions
 MAP_EPSILON = 1e-12
 
@@ -76,9 +78,13 @@ class LesionProtoPNet(ProtoPNet):
 
     def build_head(self, config: LesionConfig) -> LesionHead:
         """ProtoPNet's head with the lesion types as its prototype classes, plus the diagnosis layer."""
-        return LesionHead(num_lesions=len(config.lesion_names), num_classes=config.num_classes,
-                          lesion_prior=config.lesion_prior, healthy_class=config.healthy_class,
-                          **self.head_arguments(config))
+        return LesionHead(
+            num_lesions=len(config.lesion_names),
+            num_classes=config.num_classes,
+            lesion_prior=config.lesion_prior,
+            healthy_class=config.healthy_class,
+            **self.head_arguments(config),
+        )
 
     @property
     def lesion_names(self) -> list[str]:
@@ -137,21 +143,32 @@ def lesion_dataset_arguments(dataset: Any) -> dict[str, Any]:
     """The diagnosis classes and the dataset's lesion names (protozoo.lesions)."""
     names = getattr(dataset, "lesion_names", None)
     if not names:
-        raise ValueError(f"{type(dataset).__name__} has no lesion_names: the lesion head trains on data with lesion "
-                         "labels (items with 'lesions', e.g. synthetic-fundus or amd:PATH with Lesion_Masks/)")
+        raise ValueError(
+            f"{type(dataset).__name__} has no lesion_names: the lesion head trains on data with lesion "
+            "labels (items with 'lesions', e.g. synthetic-fundus or amd:PATH with Lesion_Masks/)"
+        )
     return {"num_classes": len(dataset.classes), "lesion_names": list(names)}
 
 
-register_family(Family(
-    example_data="synthetic-fundus",
-    name="protopnet_lesion", model_class=LesionProtoPNet, title="lesion-linked ProtoPNet (AMD)", paper=PAPER,
-    prototype_kind="lesion", requires=("image", "label", "lesions"),
-    prototype_classes=lambda model: model.lesion_names, labels=lesion_labels, predicted=lesions_found,
-    dataset_arguments=lesion_dataset_arguments,
-    loss="protozoo.train.losses_lesion:lesion_loss", explainer="protozoo.explanation:explain_lesion",
-    panel="protozoo.viz.lesions:render_lesion_panel",
-    # Separation per (image, absent lesion) pair, bounded (latents lie in [0, 1]^D), so it is
-    # weighted like the cluster cost: it keeps background-matching prototypes away.
-    # Patches only from the fundus disc (never the black surround).
-    recipe={"loss": {"separation": -0.8}, "push_foreground": True},
-))
+register_family(
+    Family(
+        example_data="synthetic-fundus",
+        name="protopnet_lesion",
+        model_class=LesionProtoPNet,
+        title="lesion-linked ProtoPNet (AMD)",
+        paper=PAPER,
+        prototype_kind="lesion",
+        requires=("image", "label", "lesions"),
+        prototype_classes=lambda model: model.lesion_names,
+        labels=lesion_labels,
+        predicted=lesions_found,
+        dataset_arguments=lesion_dataset_arguments,
+        loss="protozoo.train.losses_lesion:lesion_loss",
+        explainer="protozoo.explanation:explain_lesion",
+        panel="protozoo.viz.lesions:render_lesion_panel",
+        # Separation per (image, absent lesion) pair, bounded (latents lie in [0, 1]^D), so it is
+        # weighted like the cluster cost: it keeps background-matching prototypes away.
+        # Patches only from the fundus disc (never the black surround).
+        recipe={"loss": {"separation": -0.8}, "push_foreground": True},
+    )
+)

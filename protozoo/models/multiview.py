@@ -25,8 +25,10 @@ from protozoo.outputs import MultiViewOutput
 
 __all__ = ["VIEWS", "MultiViewConfig", "MultiViewProtoPNet"]
 
-PAPER = ("ProtoPNet (Chen et al. 2019) over the CC and MLO views of a breast, after the MICCAI 2022 "
-         "multi-view mammography prototype work: cross-view co-occurrence and global consistency")
+PAPER = (
+    "ProtoPNet (Chen et al. 2019) over the CC and MLO views of a breast, after the MICCAI 2022 "
+    "multi-view mammography prototype work: cross-view co-occurrence and global consistency"
+)
 VIEWS = ("cc", "mlo")
 TWO_VIEW_CALL = "MultiViewProtoPNet reads two views of one breast: model(cc, mlo); pass None for a missing view"
 _NOT_GIVEN: Any = object()  # sentinel: tells ``model(x)`` apart from ``model(x, None)``
@@ -61,8 +63,10 @@ class MultiViewProtoPNet(ProtoPNet):
 
     def __init__(self, config: MultiViewConfig):
         if config.similarity == "linear":
-            raise ValueError("the multi-view head needs similarities that are positive when alike "
-                             "(co-occurrence is a geometric mean); use similarity='log', 'exp' or 'cosine'")
+            raise ValueError(
+                "the multi-view head needs similarities that are positive when alike "
+                "(co-occurrence is a geometric mean); use similarity='log', 'exp' or 'cosine'"
+            )
         super().__init__(config)
         self.cross_view = CrossViewHead(
             in_channels=self.backbone.out_channels,
@@ -71,8 +75,9 @@ class MultiViewProtoPNet(ProtoPNet):
             projection_dim=config.projection_dim,
         )
 
-    def forward(self, cc: Tensor | None = _NOT_GIVEN, mlo: Tensor | None = _NOT_GIVEN, *,
-                present: Tensor | None = None) -> MultiViewOutput:
+    def forward(
+        self, cc: Tensor | None = _NOT_GIVEN, mlo: Tensor | None = _NOT_GIVEN, *, present: Tensor | None = None
+    ) -> MultiViewOutput:
         """Predict one breast from its two views.
 
         Missing-view rule: a view is missing for a breast when it is ``None`` (for the whole batch)
@@ -95,8 +100,10 @@ class MultiViewProtoPNet(ProtoPNet):
         cc, mlo = (None if x is None else self.check_input(x) for x in (cc, mlo))
         given = [x for x in (cc, mlo) if x is not None]
         if len(given) == 2 and cc.shape != mlo.shape:
-            raise ValueError(f"the CC and MLO views must have one shape, got {tuple(cc.shape)} and "
-                             f"{tuple(mlo.shape)}; resize both views to one size")
+            raise ValueError(
+                f"the CC and MLO views must have one shape, got {tuple(cc.shape)} and "
+                f"{tuple(mlo.shape)}; resize both views to one size"
+            )
         present = self._views_present(cc, mlo, present)  # (B, 2)
         features = self.backbone(torch.cat(given))  # (V B, C, H, W)
         distances = self.head.distance_maps(self.head.add_on(features))  # (V B, P, H, W)
@@ -146,7 +153,9 @@ class MultiViewProtoPNet(ProtoPNet):
         if present is not None:
             present = torch.as_tensor(present, dtype=torch.bool, device=reference.device)
             if present.shape != (batch, 2):
-                raise ValueError(f"present must be a (B, 2) = ({batch}, 2) bool mask (CC, MLO), got {tuple(present.shape)}")
+                raise ValueError(
+                    f"present must be a (B, 2) = ({batch}, 2) bool mask (CC, MLO), got {tuple(present.shape)}"
+                )
             mask = mask & present
         empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
         if empty:
@@ -180,12 +189,21 @@ def one_view_logits(model: MultiViewProtoPNet, x: Tensor, view: str) -> Tensor:
     return model(**{name: x if name == view else None for name in VIEWS}).logits
 
 
-register_family(Family(
-    example_data="synthetic-mammo",
-    name="protopnet_multiview", model_class=MultiViewProtoPNet, title="multi-view (CC/MLO) ProtoPNet", paper=PAPER,
-    requires=("views", "label"), inputs=two_view_inputs, views=breast_views, input_names=VIEWS,
-    loss="protozoo.train.losses_multiview:multiview_loss", explainer="protozoo.explanation:explain_multiview",
-    panel="protozoo.viz.multiview:render_multiview_panel",
-    recipe={"push_foreground": True},  # prototypes come from the breast, never the background
-    saliency_branches={"logits": "protozoo.models.multiview:one_view_logits"},
-))
+register_family(
+    Family(
+        example_data="synthetic-mammo",
+        name="protopnet_multiview",
+        model_class=MultiViewProtoPNet,
+        title="multi-view (CC/MLO) ProtoPNet",
+        paper=PAPER,
+        requires=("views", "label"),
+        inputs=two_view_inputs,
+        views=breast_views,
+        input_names=VIEWS,
+        loss="protozoo.train.losses_multiview:multiview_loss",
+        explainer="protozoo.explanation:explain_multiview",
+        panel="protozoo.viz.multiview:render_multiview_panel",
+        recipe={"push_foreground": True},  # prototypes come from the breast, never the background
+        saliency_branches={"logits": "protozoo.models.multiview:one_view_logits"},
+    )
+)

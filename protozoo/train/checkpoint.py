@@ -113,7 +113,11 @@ def check_run_definition(saved: dict[str, Any] | None, current: dict[str, Any], 
         raise RunDefinitionError(
             f"the checkpoint in {str(folder)!r} belongs to another model ({was.get('architecture')}; "
             f"this run builds {now.get('architecture')}"
-            + (f"; differing arguments: {', '.join(f'{k}: {args_was.get(k)!r} -> {args_now.get(k)!r}' for k in changed)}" if changed else "")
+            + (
+                f"; differing arguments: {', '.join(f'{k}: {args_was.get(k)!r} -> {args_now.get(k)!r}' for k in changed)}"
+                if changed
+                else ""
+            )
             + "); resume with the model the run started with, or choose another output folder"
         )
     diffs = []
@@ -152,12 +156,14 @@ def unflatten_optimizer(name: str, tensors: dict[str, Tensor], meta: dict[str, A
     prefix = f"optim/{name}/"
     for key, value in tensors.items():
         if key.startswith(prefix):
-            param, entry = key[len(prefix):].split("/", 1)
+            param, entry = key[len(prefix) :].split("/", 1)
             state.setdefault(int(param), {})[entry] = value
     for key, value in meta["scalars"].items():
         param, entry = key.split("/", 1)
         state.setdefault(int(param), {})[entry] = value
-    groups = [g | {"betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]  # JSON made it a list
+    groups = [
+        g | {"betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]
+    ]  # JSON made it a list
     return {"state": state, "param_groups": groups}
 
 
@@ -207,8 +213,11 @@ def load_checkpoint(path: Path, *, model, optimizers: dict, schedulers: dict) ->
         raise WeightFileError(f"checkpoint {str(path)!r} is unreadable ({err}); delete it to restart the run") from err
     from protozoo.serialization import load_strict
 
-    load_strict(model, {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")},
-                f"checkpoint {str(path)!r}")
+    load_strict(
+        model,
+        {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")},
+        f"checkpoint {str(path)!r}",
+    )
     model.provenance = meta["provenance"]
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(unflatten_optimizer(name, tensors, meta["optimizers"][name]))

@@ -19,8 +19,15 @@ from tqdm.auto import tqdm
 
 from protozoo.data.collate import collate_items, to_device
 from protozoo.serialization import write_json
-from protozoo.train.checkpoint import (CHECKPOINT_NAME, RunDefinitionError, RunLock, check_run_definition,
-                                       load_checkpoint, read_checkpoint_state, save_checkpoint)
+from protozoo.train.checkpoint import (
+    CHECKPOINT_NAME,
+    RunDefinitionError,
+    RunLock,
+    check_run_definition,
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from protozoo.train.distributed import DistContext
 from protozoo.train.schedule import PHASES, Recipe
 from protozoo.train.tasks import Task, task_for
@@ -85,8 +92,9 @@ def freeze_frozen_norms(model: nn.Module) -> None:
                 module.eval()
 
 
-def make_loader(dataset: Dataset, ctx: DistContext, *, batch_size: int, shuffle: bool, seed: int, epoch: int,
-                num_workers: int) -> DataLoader:
+def make_loader(
+    dataset: Dataset, ctx: DistContext, *, batch_size: int, shuffle: bool, seed: int, epoch: int, num_workers: int
+) -> DataLoader:
     """A loader whose order depends only on (seed, epoch): resumed runs see the same batches."""
     sampler = ctx.sampler(dataset, shuffle=shuffle, seed=seed)
     if sampler is not None:
@@ -142,8 +150,16 @@ def fit(
     """
     task = task or task_for(model)
     recipe = recipe or task.recipe()
-    run = _Run(model=model, recipe=recipe, task=task, ctx=DistContext.from_env(), log=log, progress=progress,
-               num_workers=num_workers, out=Path(out_dir) if out_dir is not None else None)
+    run = _Run(
+        model=model,
+        recipe=recipe,
+        task=task,
+        ctx=DistContext.from_env(),
+        log=log,
+        progress=progress,
+        num_workers=num_workers,
+        out=Path(out_dir) if out_dir is not None else None,
+    )
     run.device = run.ctx.device(device)
     model.to(run.device)
     run.definition = run_definition(model, recipe, train_data)
@@ -208,8 +224,15 @@ class _Run:
         return self.out / CHECKPOINT_NAME if self.out is not None else None
 
     def loader(self, dataset: Dataset, *, shuffle: bool, epoch: int) -> DataLoader:
-        return make_loader(dataset, self.ctx, batch_size=self.recipe.batch_size, shuffle=shuffle,
-                           seed=self.recipe.seed, epoch=epoch, num_workers=self.num_workers)
+        return make_loader(
+            dataset,
+            self.ctx,
+            batch_size=self.recipe.batch_size,
+            shuffle=shuffle,
+            seed=self.recipe.seed,
+            epoch=epoch,
+            num_workers=self.num_workers,
+        )
 
 
 def _start(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
@@ -242,15 +265,19 @@ def _start_locked(run: _Run, resume: bool) -> tuple[int, list[dict[str, Any]]]:
         saved = read_checkpoint_state(run.checkpoint).get("definition")
         recipe_file = out / "recipe.json"
         if not recipe_file.is_file():
-            raise RunDefinitionError(f"{str(recipe_file)!r} is missing: a resumed run must be checked against the "
-                                     "recipe it started with; restore the file, or start the run in another folder")
+            raise RunDefinitionError(
+                f"{str(recipe_file)!r} is missing: a resumed run must be checked against the "
+                "recipe it started with; restore the file, or start the run in another folder"
+            )
         # Checkpoints from before run definitions were stored: only the recipe is checked.
         saved_recipe = json.loads(json.dumps(Recipe.load(recipe_file).to_dict()))
         check_run_definition({**(saved or run.definition), "recipe": saved_recipe}, run.definition, out)
         state = load_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers)
         start, history = state["next_step"], state["history"]
         if ctx.is_main:
-            run.log(f"resuming {out} at step {start}/{len(run.plan)} (epoch {run.plan[min(start, len(run.plan) - 1)].epoch})")
+            run.log(
+                f"resuming {out} at step {start}/{len(run.plan)} (epoch {run.plan[min(start, len(run.plan) - 1)].epoch})"
+            )
     else:
         torch.manual_seed(recipe.seed)
         if ctx.is_main:
@@ -268,25 +295,59 @@ def _push_step(run: _Run, push_data: Dataset, index: int, step) -> dict[str, Any
     """Push every prototype onto its nearest training patch (the family's views and labels)."""
     from protozoo.push import push_prototypes
 
-    result = push_prototypes(run.model, run.loader(push_data, shuffle=False, epoch=0), class_specific=True,
-                             unique_source=run.recipe.unique_source, progress=run.progress and run.ctx.is_main,
-                             foreground=run.recipe.push_foreground, lesions=run.recipe.push_lesions)
-    return {"step": index, "kind": "push", "epoch": step.epoch, "mean_push_distance": float(result.distances.float().mean())}
+    result = push_prototypes(
+        run.model,
+        run.loader(push_data, shuffle=False, epoch=0),
+        class_specific=True,
+        unique_source=run.recipe.unique_source,
+        progress=run.progress and run.ctx.is_main,
+        foreground=run.recipe.push_foreground,
+        lesions=run.recipe.push_lesions,
+    )
+    return {
+        "step": index,
+        "kind": "push",
+        "epoch": step.epoch,
+        "mean_push_distance": float(result.distances.float().mean()),
+    }
 
 
 def _train_step(run: _Run, wrapped, train_data: Dataset, val_data: Dataset | None, index: int, step) -> dict[str, Any]:
     """One training epoch of the step's phase, the joint decay, and the validation pass."""
     optimizer = run.optimizers[step.phase]
-    row = {"step": index, "kind": "train", "phase": step.phase, "epoch": step.epoch,
-           "lr": max(g["lr"] for g in optimizer.param_groups)}
-    row |= train_epoch(run.model, wrapped, run.loader(train_data, shuffle=True, epoch=step.epoch), optimizer, run.recipe,
-                       run.task, step.phase, run.device, run.ctx, progress=run.progress and run.ctx.is_main,
-                       desc=f"epoch {step.epoch} {step.phase}", perturb=_input_noise(run, step.epoch))
+    row = {
+        "step": index,
+        "kind": "train",
+        "phase": step.phase,
+        "epoch": step.epoch,
+        "lr": max(g["lr"] for g in optimizer.param_groups),
+    }
+    row |= train_epoch(
+        run.model,
+        wrapped,
+        run.loader(train_data, shuffle=True, epoch=step.epoch),
+        optimizer,
+        run.recipe,
+        run.task,
+        step.phase,
+        run.device,
+        run.ctx,
+        progress=run.progress and run.ctx.is_main,
+        desc=f"epoch {step.epoch} {step.phase}",
+        perturb=_input_noise(run, step.epoch),
+    )
     if step.phase == "joint":
         run.schedulers["joint"].step()
     if val_data is not None:
-        val = evaluate_loss(run.model, run.loader(val_data, shuffle=False, epoch=0), run.recipe, run.task, step.phase,
-                            run.device, run.ctx)
+        val = evaluate_loss(
+            run.model,
+            run.loader(val_data, shuffle=False, epoch=0),
+            run.recipe,
+            run.task,
+            step.phase,
+            run.device,
+            run.ctx,
+        )
         row |= {f"val_{k}": v for k, v in val.items()}
     return row
 
@@ -298,9 +359,19 @@ def _record(run: _Run, history: list[dict[str, Any]], index: int, step) -> None:
         run.log(_format_row(row, len(run.plan)))
         if run.out is not None:
             _write_metrics(history, run.out)
-            save_checkpoint(run.checkpoint, model=run.model, optimizers=run.optimizers, schedulers=run.schedulers,
-                            state={"next_step": index + 1, "history": history, "epoch": step.epoch, "phase": step.phase,
-                                   "definition": run.definition})
+            save_checkpoint(
+                run.checkpoint,
+                model=run.model,
+                optimizers=run.optimizers,
+                schedulers=run.schedulers,
+                state={
+                    "next_step": index + 1,
+                    "history": history,
+                    "epoch": step.epoch,
+                    "phase": step.phase,
+                    "definition": run.definition,
+                },
+            )
             if run.writer is not None:
                 for key, value in row.items():
                     if isinstance(value, float):
@@ -320,8 +391,21 @@ def _finish(run: _Run, history: list[dict[str, Any]]) -> FitResult:
     return FitResult(model=run.model, history=history, out_dir=run.out)
 
 
-def train_epoch(model, wrapped, loader, optimizer, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext,
-                *, progress: bool, desc: str, perturb=None) -> dict[str, float]:
+def train_epoch(
+    model,
+    wrapped,
+    loader,
+    optimizer,
+    recipe: Recipe,
+    task: Task,
+    phase: str,
+    device,
+    ctx: DistContext,
+    *,
+    progress: bool,
+    desc: str,
+    perturb=None,
+) -> dict[str, float]:
     """One pass over the loader; returns the epoch's mean loss terms and accuracy (over all ranks).
     ``perturb``: ``x -> x'`` applied to every image input of the model (the recipe's input noise)."""
     model.train()
@@ -352,8 +436,19 @@ def evaluate_loss(model, loader, recipe: Recipe, task: Task, phase: str, device,
     return metrics
 
 
-def _pass(model, wrapped, batches, recipe: Recipe, task: Task, phase: str, device, ctx: DistContext, *,
-          optimizer: torch.optim.Optimizer | None = None, perturb=None) -> dict[str, float]:
+def _pass(
+    model,
+    wrapped,
+    batches,
+    recipe: Recipe,
+    task: Task,
+    phase: str,
+    device,
+    ctx: DistContext,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    perturb=None,
+) -> dict[str, float]:
     """Run ``wrapped`` over the batches, stepping ``optimizer`` when given; mean terms and accuracy."""
     sums: dict[str, float] = {}
     correct = seen = 0

@@ -153,7 +153,9 @@ def fine_annotation_cost(activations: Tensor, masks: Tensor, own: Tensor) -> Ten
     return (rms * counted).sum() / rms.numel()
 
 
-def protopnet_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+def protopnet_loss(
+    model, output, batch: dict, weights: LossWeights, phase: str = "joint"
+) -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of the terms, and each term's value for logging.
 
     Args:
@@ -170,8 +172,9 @@ def protopnet_loss(model, output, batch: dict, weights: LossWeights, phase: str 
     terms: dict[str, Tensor] = {"cross_entropy": F.cross_entropy(output.logits, labels)}
     pooled = foreground_min_distances(output, batch) if weights.foreground_pooling else output.min_distances
     if weights.cluster:
-        terms["cluster"] = cluster_cost(lesion_min_distances(output, batch, pooled) if weights.lesion_pooling
-                                        else pooled, own)
+        terms["cluster"] = cluster_cost(
+            lesion_min_distances(output, batch, pooled) if weights.lesion_pooling else pooled, own
+        )
     if weights.separation:
         terms["separation"] = separation_cost(pooled, own)
     masks = lesion_masks_of(batch) if weights.fine_annotation else None

@@ -51,7 +51,9 @@ def multilabel_separation_cost(lesion_distances: Tensor, present: Tensor) -> Ten
     return (lesion_distances * absent).sum() / absent.sum().clamp_min(1)
 
 
-def lesion_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+def lesion_loss(
+    model, output, batch: dict, weights: LossWeights, phase: str = "joint"
+) -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of the lesion head's terms, and each term's value for logging.
 
     Args:

@@ -23,7 +23,9 @@ def distillation_hinge(global_logits: Tensor, prototype_logits: Tensor, labels: 
     return (p_global - p_proto + margin).clamp_min(0).mean()
 
 
-def braix_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+def braix_loss(
+    model, output, batch: dict, weights: LossWeights, phase: str = "joint"
+) -> tuple[Tensor, dict[str, float]]:
     """Stage ``global``: the global branch's cross-entropy alone. Other phases: ProtoPNet's terms on
     the prototype branch, plus the global cross-entropy and the distillation hinge."""
     labels = batch["label"]
@@ -46,7 +48,9 @@ def prototype_diversity(prototypes: Tensor, prototypes_per_class: int, threshold
     return (cos[:, pairs] - threshold).clamp_min(0).mean()
 
 
-def diverse_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+def diverse_loss(
+    model, output, batch: dict, weights: LossWeights, phase: str = "joint"
+) -> tuple[Tensor, dict[str, float]]:
     """ProtoPNet's objective plus the within-class diversity penalty."""
     total, terms = protopnet_loss(model, output, batch, weights, phase)
     if weights.diversity:

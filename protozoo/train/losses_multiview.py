@@ -9,7 +9,9 @@ from torch import Tensor
 from protozoo.train.losses import LossWeights, l1_wrong_class, protopnet_loss
 
 
-def multiview_loss(model, output, batch: dict, weights: LossWeights, phase: str = "joint") -> tuple[Tensor, dict[str, float]]:
+def multiview_loss(
+    model, output, batch: dict, weights: LossWeights, phase: str = "joint"
+) -> tuple[Tensor, dict[str, float]]:
     """Cross-entropy, cluster and separation on the breast-level logits / view-max similarities /
     view-min distances; L1 on the wrong-class weights of both last-layer blocks (view-max and
     co-occurrence); plus ``weights.consistency`` times the SimSiam loss (0 for a batch without a

@@ -61,8 +61,14 @@ PHASES = {
     "joint": Phase("joint", ("backbone", "global_head", "add_on", "prototypes", "readout")),
     "last_layer": Phase("last_layer", ("last_layer", "readout")),
 }
-DEFAULT_LR = {"backbone": 1e-4, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3, "last_layer": 1e-4,
-              "readout": 1e-2}
+DEFAULT_LR = {
+    "backbone": 1e-4,
+    "global_head": 1e-3,
+    "add_on": 3e-3,
+    "prototypes": 3e-3,
+    "last_layer": 1e-4,
+    "readout": 1e-2,
+}
 DEFAULT_WARM_LR = {"add_on": 3e-3, "prototypes": 3e-3, "readout": 1e-2}
 # Adam weight decay per parameter group (the reference's: 1e-3 on the features and add-on layers);
 # groups left out (prototypes, last layer, readout) are not decayed.
@@ -167,8 +173,17 @@ class Recipe:
 
     def _check_values(self) -> None:
         """Raise a ValueError naming the field for a value the plan cannot mean (``epochs=0``, ``lr="fast"``)."""
-        least = {"epochs": 1, "push_every": 1, "batch_size": 1, "lr_step": 1, "global_epochs": 0, "warm_epochs": 0,
-                 "push_start": 0, "last_layer_epochs": 0, "lr_step_offset": 0}
+        least = {
+            "epochs": 1,
+            "push_every": 1,
+            "batch_size": 1,
+            "lr_step": 1,
+            "global_epochs": 0,
+            "warm_epochs": 0,
+            "push_start": 0,
+            "last_layer_epochs": 0,
+            "lr_step_offset": 0,
+        }
         for name, low in least.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -181,8 +196,9 @@ class Recipe:
         if not _is_number(self.lr_gamma) or not self.lr_gamma > 0:
             raise ValueError(f"recipe field lr_gamma must be a number > 0, not {self.lr_gamma!r}")
         if not _is_number(self.input_noise) or not self.input_noise >= 0:
-            raise ValueError(f"recipe field input_noise must be a number >= 0 (the noise std; 0 for none), "
-                             f"not {self.input_noise!r}")
+            raise ValueError(
+                f"recipe field input_noise must be a number >= 0 (the noise std; 0 for none), not {self.input_noise!r}"
+            )
         for name in ("lr", "warm_lr", "weight_decay"):
             table = getattr(self, name)
             if name == "weight_decay" and _is_number(table):

@@ -25,9 +25,17 @@ class Run:
     push: Dataset
 
 
-def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = None, num_samples: int | None = None,
-                pretrained_backbone: bool = False, seed: int = 0, data_options: dict[str, Any] | None = None,
-                **model_overrides: Any) -> Run:
+def prepare_run(
+    model_name: str,
+    data_spec: str,
+    *,
+    image_size: int | None = None,
+    num_samples: int | None = None,
+    pretrained_backbone: bool = False,
+    seed: int = 0,
+    data_options: dict[str, Any] | None = None,
+    **model_overrides: Any,
+) -> Run:
     """Build the model for the dataset's classes and channels, and the datasets with matching transforms.
 
     Args:
@@ -54,7 +62,9 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     options: dict[str, Any] = ({"seed": seed} if synthetic else {}) | (data_options or {})
     if synthetic and image_size:
         options["image_size"] = image_size
-    probe = load_dataset(data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {}))
+    probe = load_dataset(
+        data_spec, "train", **options, **({"num_samples": num_samples} if synthetic and num_samples else {})
+    )
     classes = list(probe.classes)
     first = probe[0]  # read once: its channels and keys decide the model and are checked against the family
     if Path(model_name).is_dir():
@@ -63,8 +73,13 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     else:
         family = family_of_arch(resolve(model_name).architecture)
         in_chans = _channels(family, first)
-        model = protozoo.create_model(model_name, in_chans=in_chans, pretrained_backbone=pretrained_backbone,
-                                      **family.resolved("dataset_arguments")(probe), **model_overrides)
+        model = protozoo.create_model(
+            model_name,
+            in_chans=in_chans,
+            pretrained_backbone=pretrained_backbone,
+            **family.resolved("dataset_arguments")(probe),
+            **model_overrides,
+        )
     _check_items(family, first, data_spec)
     side = image_size or model.pretrained_cfg.input_size[-1]
     # Mammograms and fundus photographs keep their whole field of view (the letterbox), in
@@ -80,9 +95,13 @@ def prepare_run(model_name: str, data_spec: str, *, image_size: int | None = Non
     push = load_dataset(data_spec, "train", transform=eval_tf, **train_options)
     val = _eval_split(data_spec, eval_tf, options)
     model.pretrained_cfg = model.pretrained_cfg.replace(
-        input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
-        crop_mode=data_config["crop_mode"], crop_pct=data_config["crop_pct"],
-        label_names=tuple(classes), description=f"fine-tuned on {data_spec}",
+        input_size=data_config["input_size"],
+        mean=data_config["mean"],
+        std=data_config["std"],
+        crop_mode=data_config["crop_mode"],
+        crop_pct=data_config["crop_pct"],
+        label_names=tuple(classes),
+        description=f"fine-tuned on {data_spec}",
         # What the training images were, so that push sources can be found again (protozoo explain --sources).
         extra=model.pretrained_cfg.extra | {"train_data": {"spec": data_spec, "options": train_options}},
     )
@@ -94,8 +113,10 @@ def _saved_architecture(config_path: Path) -> str:
     from protozoo.serialization import WeightFileError
 
     if not config_path.is_file():
-        raise FileNotFoundError(f"{str(config_path)!r} not found: a protozoo model folder holds {CONFIG_NAME} "
-                                "(written by model.save_pretrained)")
+        raise FileNotFoundError(
+            f"{str(config_path)!r} not found: a protozoo model folder holds {CONFIG_NAME} "
+            "(written by model.save_pretrained)"
+        )
     try:
         arch = json.loads(config_path.read_text())["architecture"]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
@@ -115,8 +136,10 @@ def _check_items(family, item: dict[str, Any], spec: str) -> None:
     """Raise a ValueError naming what is missing when the dataset's items lack what the family needs."""
     missing = [key for key in family.requires if key not in item]
     if missing:
-        raise ValueError(f"{family.title or family.name} models train on items with {list(family.requires)}; "
-                         f"{spec!r} items lack {missing} (they have {sorted(item)})")
+        raise ValueError(
+            f"{family.title or family.name} models train on items with {list(family.requires)}; "
+            f"{spec!r} items lack {missing} (they have {sorted(item)})"
+        )
 
 
 def _eval_split(data_spec: str, transform, options: dict[str, Any]) -> Dataset | None:

@@ -44,9 +44,9 @@ def task_for(model: nn.Module) -> Task:
     def forward(wrapped: nn.Module, batch: Batch, perturb=None) -> Any:
         inputs = family.model_inputs(batch)
         if perturb is not None:  # images (B, C, H, W) or views (B, V, C, H, W), not other inputs
-            inputs = [perturb(x) if torch.is_tensor(x) and x.is_floating_point() and x.ndim >= 4 else x
-                      for x in inputs]
+            inputs = [perturb(x) if torch.is_tensor(x) and x.is_floating_point() and x.ndim >= 4 else x for x in inputs]
         return wrapped(*inputs)
 
-    return Task(forward=forward, loss=family.resolved("loss"), targets=family.resolved("targets"),
-                recipe=family.default_recipe)
+    return Task(
+        forward=forward, loss=family.resolved("loss"), targets=family.resolved("targets"), recipe=family.default_recipe
+    )

@@ -55,7 +55,7 @@ def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None)
     found: dict[str, Tensor] = {}
     for index in range(len(sources)):
         item = sources[index]
-        for single in (family.image_views(item).values() if family is not None else [item]):
+        for single in family.image_views(item).values() if family is not None else [item]:
             if str(single.get("id")) in wanted:
                 found[str(single["id"])] = _image(single)
         if len(found) == len(wanted):
@@ -164,17 +164,34 @@ def render_gallery(
     height = top + len(rows) * tile_h
     fig = Figure(figsize=(width, height), dpi=dpi)
     for i, line in enumerate(banner):  # the model's intended use above every gallery (a zoo model is not clinical)
-        fig.text(0.5, 1 - (i + 0.5) * BANNER_LINE_INCHES / height, line, ha="center", va="center", fontsize=FONT_SIZE,
-                 fontweight="bold", color="white", bbox={"facecolor": BANNER_COLOR, "edgecolor": "none", "pad": 2})
+        fig.text(
+            0.5,
+            1 - (i + 0.5) * BANNER_LINE_INCHES / height,
+            line,
+            ha="center",
+            va="center",
+            fontsize=FONT_SIZE,
+            fontweight="bold",
+            color="white",
+            bbox={"facecolor": BANNER_COLOR, "edgecolor": "none", "pad": 2},
+        )
     grid = fig.add_gridspec(
-        len(rows), columns, left=GALLERY_LABEL_INCHES / width, right=0.99, bottom=0.01,
-        top=1 - (top + GALLERY_TITLE_INCHES) / height, wspace=0.05, hspace=GALLERY_TITLE_INCHES / GALLERY_TILE_INCHES,
+        len(rows),
+        columns,
+        left=GALLERY_LABEL_INCHES / width,
+        right=0.99,
+        bottom=0.01,
+        top=1 - (top + GALLERY_TITLE_INCHES) / height,
+        wspace=0.05,
+        hspace=GALLERY_TITLE_INCHES / GALLERY_TILE_INCHES,
     )
     for r, c in enumerate(rows):
         for col, p in enumerate(members[c]):
             ax = fig.add_subplot(grid[r, col])
             row = model.provenance[p]
-            note = draw_prototype(ax, row, images.get(str(row["image_id"])), mean=config["mean"], std=config["std"], zoom=zoom)
+            note = draw_prototype(
+                ax, row, images.get(str(row["image_id"])), mean=config["mean"], std=config["std"], zoom=zoom
+            )
             title = f"p{p} · {names[c]}\n{short_id(row['image_id'])}" + (f"\n{note}" if note else "")
             ax.set_title(title, fontsize=FONT_SIZE)
             ax.set_xticks([])

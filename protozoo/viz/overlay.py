@@ -45,7 +45,11 @@ def to_display(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> np
 
 
 def blend_heatmap(
-    rgb: np.ndarray, heatmap: np.ndarray | Tensor, alpha: float = 0.6, cmap: str = HEATMAP_CMAP, *,
+    rgb: np.ndarray,
+    heatmap: np.ndarray | Tensor,
+    alpha: float = 0.6,
+    cmap: str = HEATMAP_CMAP,
+    *,
     value_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Alpha-blend a colour-mapped heatmap over an image, more where the heatmap is high.

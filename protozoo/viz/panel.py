@@ -26,7 +26,17 @@ from protozoo.family import list_families
 from protozoo.viz.gallery import draw_prototype, find_sources, short_id
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, draw_box, to_display
 
-__all__ = ["PANEL_COLUMNS", "HeaderLine", "draw_header", "header_inches", "header_lines", "heatmap_range", "panel_size", "render_panel", "score_sum"]
+__all__ = [
+    "PANEL_COLUMNS",
+    "HeaderLine",
+    "draw_header",
+    "header_inches",
+    "header_lines",
+    "heatmap_range",
+    "panel_size",
+    "render_panel",
+    "score_sum",
+]
 
 PANEL_COLUMNS = ("test image", "where it looks alike", "top 5% of the match", "prototype's training patch", "evidence")
 PANEL_TILE_INCHES = 2.4  # each image tile is square
@@ -62,8 +72,15 @@ def _header_inches(lines: int) -> float:
     return PANEL_GAP_INCHES + lines * LINE_INCHES + PANEL_GAP_INCHES
 
 
-def render_panel(explanation: Explanation, sources: Any = None, *, path: str | Path | None = None, dpi: int = 100,
-                 title: str | None = None, footer: str | None = None) -> Figure:
+def render_panel(
+    explanation: Explanation,
+    sources: Any = None,
+    *,
+    path: str | Path | None = None,
+    dpi: int = 100,
+    title: str | None = None,
+    footer: str | None = None,
+) -> Figure:
     """Draw one explanation: one row of five axes per prototype of the explanation, then the sum row.
 
     The figure is :func:`panel_size` inches (times ``dpi`` pixels when saved). Every heatmap is
@@ -93,16 +110,30 @@ def render_panel(explanation: Explanation, sources: Any = None, *, path: str | P
     widths = [PANEL_TILE_INCHES] * 4 + [PANEL_TEXT_INCHES]
     header_y = 1 - (_header_inches(len(lines)) + PANEL_HEADER_INCHES / 2) / height
     for left, w, header in zip(lefts, widths, PANEL_COLUMNS):
-        fig.text((left + w / 2) / width, header_y, header, ha="center", va="center", fontsize=FONT_SIZE + 1, fontweight="bold")
+        fig.text(
+            (left + w / 2) / width,
+            header_y,
+            header,
+            ha="center",
+            va="center",
+            fontsize=FONT_SIZE + 1,
+            fontweight="bold",
+        )
     display = to_display(explanation.image, explanation.mean, explanation.std)  # (H, W, 3)
-    images = find_sources(sources, [ev.source["image_id"] for ev in explanation.prototypes if ev.source is not None],
-                          list_families().get(explanation.family))
+    images = find_sources(
+        sources,
+        [ev.source["image_id"] for ev in explanation.prototypes if ev.source is not None],
+        list_families().get(explanation.family),
+    )
     scale = heatmap_range(explanation.prototypes)
     top = _header_inches(len(lines)) + PANEL_HEADER_INCHES
     for evidence in explanation.prototypes:
         top += PANEL_ROW_GAP_INCHES
         bottom = (height - top - PANEL_TILE_INCHES) / height
-        axes = [fig.add_axes((left / width, bottom, w / width, PANEL_TILE_INCHES / height)) for left, w in zip(lefts, widths)]
+        axes = [
+            fig.add_axes((left / width, bottom, w / width, PANEL_TILE_INCHES / height))
+            for left, w in zip(lefts, widths)
+        ]
         _draw_row(axes, display, evidence, images, explanation, scale)
         top += PANEL_TILE_INCHES
     _draw_footer(fig, explanation, footer, scale, (lefts[1] / width, width, height))
@@ -126,11 +157,19 @@ def header_inches(lines: int) -> float:
 
 def _style(line: HeaderLine, explanation: Explanation, font_size: int = FONT_SIZE) -> dict[str, Any]:
     if line.kind == "banner":
-        return {"fontsize": font_size, "fontweight": "bold", "color": "white",
-                "bbox": {"facecolor": BANNER_COLOR, "edgecolor": "none", "pad": 2}}
+        return {
+            "fontsize": font_size,
+            "fontweight": "bold",
+            "color": "white",
+            "bbox": {"facecolor": BANNER_COLOR, "edgecolor": "none", "pad": 2},
+        }
     if line.kind == "ood":
         flagged = explanation.ood is not None and explanation.ood.flagged
-        return {"fontsize": font_size, "fontweight": "bold" if flagged else "normal", "color": OOD_COLOR if flagged else "#555555"}
+        return {
+            "fontsize": font_size,
+            "fontweight": "bold" if flagged else "normal",
+            "color": OOD_COLOR if flagged else "#555555",
+        }
     if line.kind == "title":
         return {"fontsize": font_size + 2, "fontweight": "bold"}
     return {"fontsize": font_size}
@@ -144,7 +183,9 @@ def header_lines(explanation: Explanation, title: str | None = None, *, wrap: in
         lines += [HeaderLine(t, "banner") for t in textwrap.wrap("INTENDED USE: " + explanation.intended_use, wrap)]
     body = (title or "\n".join(decision_lines(explanation))).split("\n")
     for i, text in enumerate(body):
-        lines += [HeaderLine(t, "title" if i == 0 else "line") for t in textwrap.wrap(text, wrap if i else wrap * 5 // 6)]
+        lines += [
+            HeaderLine(t, "title" if i == 0 else "line") for t in textwrap.wrap(text, wrap if i else wrap * 5 // 6)
+        ]
     if explanation.ood is not None:
         lines += [HeaderLine(t, "ood") for t in textwrap.wrap(explanation.ood.text, wrap)]
     return lines
@@ -174,8 +215,11 @@ def decision_lines(explanation: Explanation) -> list[str]:
     if branches is None:
         first = f"Predicted: {explanation.predicted_name} (probability {explanation.probability:.2f}) · {truth_text(explanation)}"
         explained = c if explanation.class_idx == explanation.predicted else f"{c} (not the predicted class)"
-        return [first, f"Rows: the {shown} prototypes with the most points for {explained}; {c} score (logit) "
-                       f"{explanation.logit:.2f} = their points + those of the other {others} (last row)"]
+        return [
+            first,
+            f"Rows: the {shown} prototypes with the most points for {explained}; {c} score (logit) "
+            f"{explanation.logit:.2f} = their points + those of the other {others} (last row)",
+        ]
     names = class_names(explanation)
     decided = {name: names[int(p.argmax())] for name, p in branches.items()}
     lines = [
@@ -184,9 +228,15 @@ def decision_lines(explanation: Explanation) -> list[str]:
         f"global branch (CNN): {_probabilities(names, branches['global'])} -> decides {decided['global']}",
         f"prototype branch: {_probabilities(names, branches['prototype'])} -> decides {decided['prototype']}",
     ]
-    agree = "which it also decides" if decided["prototype"] == c else f"though the prototype branch itself decides {decided['prototype']}"
-    lines.append(f"Rows: the prototype branch's evidence for {c} ({agree}); the prototype branch's {c} score (logit) "
-                 f"{explanation.logit:.2f} = the {shown} rows' points + those of the other {others} (last row)")
+    agree = (
+        "which it also decides"
+        if decided["prototype"] == c
+        else f"though the prototype branch itself decides {decided['prototype']}"
+    )
+    lines.append(
+        f"Rows: the prototype branch's evidence for {c} ({agree}); the prototype branch's {c} score (logit) "
+        f"{explanation.logit:.2f} = the {shown} rows' points + those of the other {others} (last row)"
+    )
     return lines
 
 
@@ -207,14 +257,19 @@ def _default_footer(explanation: Explanation) -> str:
     shown, others, bias = score_sum(explanation)
     count = len(explanation.contributions) - len(explanation.prototypes)
     against = int(explanation.contributions.argmin())
-    score = (f"the prototype branch's {explanation.class_name} score" if explanation.branch_probabilities is not None
-             else f"{explanation.class_name} score")
+    score = (
+        f"the prototype branch's {explanation.class_name} score"
+        if explanation.branch_probabilities is not None
+        else f"{explanation.class_name} score"
+    )
     bias_text = f" + bias {bias:+.2f}" if bias else ""
-    return (f"all {count} other prototypes: points {others:+.2f}\n"
-            f"  (most against {explanation.class_name}: prototype {against}, "
-            f"{float(explanation.contributions[against]):+.2f})\n"
-            f"sum: rows {shown:+.2f} + others {others:+.2f}{bias_text} = {shown + others + bias:.2f}\n"
-            f"  = {score} (logit)")
+    return (
+        f"all {count} other prototypes: points {others:+.2f}\n"
+        f"  (most against {explanation.class_name}: prototype {against}, "
+        f"{float(explanation.contributions[against]):+.2f})\n"
+        f"sum: rows {shown:+.2f} + others {others:+.2f}{bias_text} = {shown + others + bias:.2f}\n"
+        f"  = {score} (logit)"
+    )
 
 
 def heatmap_range(prototypes: list[PrototypeEvidence]) -> tuple[float, float]:
@@ -226,18 +281,31 @@ def heatmap_range(prototypes: list[PrototypeEvidence]) -> tuple[float, float]:
     return low, max(high, low + 1e-6)
 
 
-def _draw_footer(fig: Figure, explanation: Explanation, footer: str | None, scale: tuple[float, float],
-                 where: tuple[float, float, float]) -> None:
+def _draw_footer(
+    fig: Figure,
+    explanation: Explanation,
+    footer: str | None,
+    scale: tuple[float, float],
+    where: tuple[float, float, float],
+) -> None:
     left, width, height = where
     bar = fig.add_axes((left, (PANEL_GAP_INCHES + 0.45) / height, PANEL_TILE_INCHES / width, 0.16 / height))
-    colorbar = fig.colorbar(ScalarMappable(Normalize(*scale), matplotlib.colormaps[HEATMAP_CMAP]), cax=bar,
-                            orientation="horizontal")
+    colorbar = fig.colorbar(
+        ScalarMappable(Normalize(*scale), matplotlib.colormaps[HEATMAP_CMAP]), cax=bar, orientation="horizontal"
+    )
     colorbar.set_label("similarity: one colour scale for all rows", fontsize=FONT_SIZE - 2)
     colorbar.ax.tick_params(labelsize=FONT_SIZE - 3)
     text = footer if footer is not None else _default_footer(explanation)
     x = (PANEL_GAP_INCHES + 2 * (PANEL_TILE_INCHES + PANEL_GAP_INCHES)) / width
-    fig.text(x, (PANEL_GAP_INCHES + FOOTER_INCHES / 2) / height, text, ha="left", va="center", fontsize=FONT_SIZE,
-             family="monospace")
+    fig.text(
+        x,
+        (PANEL_GAP_INCHES + FOOTER_INCHES / 2) / height,
+        text,
+        ha="left",
+        va="center",
+        fontsize=FONT_SIZE,
+        family="monospace",
+    )
 
 
 def _wrap(name: str, width: int = 26) -> str:
@@ -250,8 +318,14 @@ def _wrap(name: str, width: int = 26) -> str:
     return "\n".join(lines)
 
 
-def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dict, explanation: Explanation,
-              scale: tuple[float, float]) -> None:
+def _draw_row(
+    axes: list,
+    display: Any,
+    evidence: PrototypeEvidence,
+    images: dict,
+    explanation: Explanation,
+    scale: tuple[float, float],
+) -> None:
     plain, heat, boxed, source, text = axes
     plain.imshow(display, interpolation="lanczos")
     heat.imshow(blend_heatmap(display, evidence.heatmap.numpy(), value_range=scale), interpolation="lanczos")
@@ -266,22 +340,37 @@ def _draw_row(axes: list, display: Any, evidence: PrototypeEvidence, images: dic
     source_id = "" if evidence.source is None else evidence.source["image_id"]
     source.set_title(short_id(source_id), fontsize=FONT_SIZE - 2)
     if note:
-        source.text(0.5, 0.03, note, transform=source.transAxes, ha="center", va="bottom", fontsize=FONT_SIZE - 2,
-                    color="white", bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+        source.text(
+            0.5,
+            0.03,
+            note,
+            transform=source.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=FONT_SIZE - 2,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"},
+        )
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     text.axis("off")
     to = "prototype branch's " if explanation.branch_probabilities is not None else ""
     # a lesion head's prototype adds to its lesion's logit, not to the diagnosis
-    target = f"{evidence.class_name} logit" if explanation.prototype_kind == "lesion" else f"{explanation.class_name} score"
+    target = (
+        f"{evidence.class_name} logit" if explanation.prototype_kind == "lesion" else f"{explanation.class_name} score"
+    )
     text.text(
-        0.04, 0.5,
+        0.04,
+        0.5,
         f"prototype {evidence.index} of {explanation.prototype_kind}\n"
         f"{_wrap(evidence.class_name)}\n\n"
         f"similarity {evidence.similarity:7.3f}\n"
         f"× weight   {evidence.weight:+7.3f}\n"
         f"= points   {evidence.contribution:+7.3f}\n"
         f"{_wrap('to the ' + to + target, 28)}",
-        ha="left", va="center", fontsize=FONT_SIZE, family="monospace",
+        ha="left",
+        va="center",
+        fontsize=FONT_SIZE,
+        family="monospace",
     )

@@ -112,8 +112,11 @@ def render_report(
             f'<img alt="prototype gallery" src="{png_data_uri(gallery_png)}">'
         )
     parts.append("<h2>Sample explanations</h2>")
-    drawn = [item[0] if isinstance(item, tuple) else item for item in explanations
-             if isinstance(item, Explanation) or isinstance(item, tuple)]
+    drawn = [
+        item[0] if isinstance(item, tuple) else item
+        for item in explanations
+        if isinstance(item, Explanation) or isinstance(item, tuple)
+    ]
     if drawn:
         parts.append(_summary_table(drawn))
     for i, item in enumerate(explanations):
@@ -124,7 +127,9 @@ def render_report(
             uri, caption = png_data_uri(panel(item, sources)), _caption(item, i)
         else:
             uri, caption = png_data_uri(item), Path(item).name if isinstance(item, (str, Path)) else f"sample {i + 1}"
-        parts.append(f'<figure><img alt="explanation {i + 1}" src="{uri}"><figcaption>{esc(caption)}</figcaption></figure>')
+        parts.append(
+            f'<figure><img alt="explanation {i + 1}" src="{uri}"><figcaption>{esc(caption)}</figcaption></figure>'
+        )
     if not explanations:
         parts.append("<p>No sample explanations.</p>")
     parts.append("</body></html>")
@@ -219,7 +224,9 @@ def _truth(explanation: Explanation) -> str:
 def _summary_table(explanations: Sequence[Explanation]) -> str:
     """One row per explained item: its id, true label, prediction, probability and OOD verdict."""
     esc = html.escape
-    head = "<tr><th>item</th><th>true label</th><th>predicted</th><th>probability</th><th>out of distribution?</th></tr>"
+    head = (
+        "<tr><th>item</th><th>true label</th><th>predicted</th><th>probability</th><th>out of distribution?</th></tr>"
+    )
     rows = []
     for i, e in enumerate(explanations):
         wrong = e.true_class is not None and e.true_class != e.predicted
@@ -227,8 +234,8 @@ def _summary_table(explanations: Sequence[Explanation]) -> str:
         verdict = "unknown (no statistics)" if e.ood is None or e.ood.flagged is None else ("YES" if flagged else "no")
         rows.append(
             f"<tr><td>{esc(_item_name(e, i))}</td><td>{esc(e.true_name or 'not given')}</td>"
-            f'<td{" class=wrong" if wrong else ""}>{esc(e.predicted_name)}</td><td>{e.probability:.2f}</td>'
-            f'<td{" class=ood" if flagged else ""}>{esc(verdict)}</td></tr>'
+            f"<td{' class=wrong' if wrong else ''}>{esc(e.predicted_name)}</td><td>{e.probability:.2f}</td>"
+            f"<td{' class=ood' if flagged else ''}>{esc(verdict)}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -152,19 +152,46 @@ def make_cbis(root: Path, *, tcia_layout: bool = False, pathology2: str = "MALIG
         roi = np.zeros((16, 12), dtype=np.uint16)
         roi[2 + abn : 6 + abn, 2:6] = 255
         if tcia_layout:
-            write_dicom(root / "CBIS-DDSM" / folder / "07-20-2016-DDSM" / "1.000000-full mammogram images-1" / "1-1.dcm", image, patient_id=folder)
+            write_dicom(
+                root / "CBIS-DDSM" / folder / "07-20-2016-DDSM" / "1.000000-full mammogram images-1" / "1-1.dcm",
+                image,
+                patient_id=folder,
+            )
             roi_dir = root / "CBIS-DDSM" / f"{folder}_{abn}" / "08-29-2017-DDSM"
             write_dicom(roi_dir / "1.000000-ROI mask images-1" / "1-1.dcm", roi, series_description="ROI mask images")
-            write_dicom(roi_dir / "1.000000-cropped images-2" / "1-1.dcm", roi[:4, :4], series_description="cropped images")
+            write_dicom(
+                roi_dir / "1.000000-cropped images-2" / "1-1.dcm", roi[:4, :4], series_description="cropped images"
+            )
         else:
             write_dicom(root / image_rel, image, patient_id=folder)
             write_dicom(root / roi_rel, roi, series_description="ROI mask images")
         rows.append(
-            dict(zip(CBIS_MASS_COLUMNS, [patient, 2, side, view, abn, "mass", "OVAL", "CIRCUMSCRIBED", 3, pathology, 4,
-                                         image_rel, crop_rel, roi_rel + "\n"]))  # fmt: skip
+            dict(
+                zip(
+                    CBIS_MASS_COLUMNS,
+                    [
+                        patient,
+                        2,
+                        side,
+                        view,
+                        abn,
+                        "mass",
+                        "OVAL",
+                        "CIRCUMSCRIBED",
+                        3,
+                        pathology,
+                        4,
+                        image_rel,
+                        crop_rel,
+                        roi_rel + "\n",
+                    ],
+                )
+            )  # fmt: skip
         )
     _write_csv(root / "mass_case_description_train_set.csv", rows)
-    calc_cols = [c.replace("mass shape", "calc type").replace("mass margins", "calc distribution") for c in CBIS_MASS_COLUMNS]
+    calc_cols = [
+        c.replace("mass shape", "calc type").replace("mass margins", "calc distribution") for c in CBIS_MASS_COLUMNS
+    ]
     calc_cols[1] = "breast density"
     (root / "calc_case_description_train_set.csv").write_text(",".join(calc_cols) + "\n")
     return root
@@ -184,7 +211,9 @@ def make_vindr(root: Path, *, birads: tuple[str, str] = ("BI-RADS 2", "BI-RADS 4
         findings.append({**common, "breast_density": "DENSITY C", "finding_categories": cats,
                          "finding_birads": "BI-RADS 4" if box[0] else "",
                          **dict(zip(("xmin", "ymin", "xmax", "ymax"), box)), "split": "training"})  # fmt: skip
-        write_dicom(root / "images" / "study1" / f"{image_id}.dicom", np.full((20, 10), 1000), photometric="MONOCHROME1")
+        write_dicom(
+            root / "images" / "study1" / f"{image_id}.dicom", np.full((20, 10), 1000), photometric="MONOCHROME1"
+        )
     _write_csv(root / "breast-level_annotations.csv", breast)
     _write_csv(root / "finding_annotations.csv", findings)
     return root
@@ -203,7 +232,9 @@ def make_amd(root: Path, *, val_labels: tuple[int, int] = (1, 0)) -> Path:
     val = root / "Validation400"
     for name in ("V0001.jpg", "V0002.jpg"):
         write_image(val / name, np.full((12, 16, 3), 90))
-    (val / "labels.csv").write_text("ImgName,Label\n" + "".join(f"V000{i + 1}.jpg,{v}\n" for i, v in enumerate(val_labels)))
+    (val / "labels.csv").write_text(
+        "ImgName,Label\n" + "".join(f"V000{i + 1}.jpg,{v}\n" for i, v in enumerate(val_labels))
+    )
     return root
 
 
@@ -236,6 +267,8 @@ def make_cbis_breasts(root: Path, *, per_class: int = 2, shape: tuple[int, int] 
             rows.append(dict(zip(CBIS_MASS_COLUMNS, [patient, 2, side, view, 1, "mass", "OVAL", "CIRCUMSCRIBED", 3,
                                                      pathology, 4, image_rel, roi_rel, roi_rel])))  # fmt: skip
     _write_csv(root / "mass_case_description_train_set.csv", rows)
-    calc_cols = [c.replace("mass shape", "calc type").replace("mass margins", "calc distribution") for c in CBIS_MASS_COLUMNS]
+    calc_cols = [
+        c.replace("mass shape", "calc type").replace("mass margins", "calc distribution") for c in CBIS_MASS_COLUMNS
+    ]
     (root / "calc_case_description_train_set.csv").write_text(",".join(calc_cols) + "\n")  # no calcifications
     return root

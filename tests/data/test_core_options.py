@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import make_amd, make_cbis, make_cub, make_fashion_mnist, make_image_folder  # tests/data on sys.path
 
 from protozoo.data import load_dataset
 from protozoo.data.base import CORE_OPTIONS, ItemDataset
 from protozoo.data.specs import SCHEMES
-from fixtures import make_amd, make_cbis, make_cub, make_fashion_mnist, make_image_folder  # tests/data on sys.path
 
 
 def _dataset_class(scheme: str) -> type:
@@ -31,12 +31,18 @@ def test_every_scheme_takes_the_core_options_and_the_one_base(scheme: str) -> No
 
 def test_unknown_option_names_option_dataset_known_and_closest(tmp_path: Path) -> None:
     make_cub(tmp_path)
-    with pytest.raises(TypeError, match=r"unknown option 'img_size' for dataset 'cub' \(CUB200\); known options: "
-                                        r"transform, image_size, seed, val_fraction, on_error, crop_to_bbox; "
-                                        r"did you mean 'image_size'\?"):
+    with pytest.raises(
+        TypeError,
+        match=r"unknown option 'img_size' for dataset 'cub' \(CUB200\); known options: "
+        r"transform, image_size, seed, val_fraction, on_error, crop_to_bbox; "
+        r"did you mean 'image_size'\?",
+    ):
         load_dataset(f"cub:{tmp_path}", "train", img_size=224)
-    with pytest.raises(TypeError, match=r"unknown option 'num_sample' for dataset 'synthetic-parts'.*num_samples.*"
-                                        r"did you mean 'num_samples'\?"):
+    with pytest.raises(
+        TypeError,
+        match=r"unknown option 'num_sample' for dataset 'synthetic-parts'.*num_samples.*"
+        r"did you mean 'num_samples'\?",
+    ):
         load_dataset("synthetic-parts", "train", num_sample=4)
     with pytest.raises(TypeError, match=r"unknown option 'zzz' for dataset 'amd'.*known options: .*labels_csv$"):
         load_dataset(f"amd:{tmp_path}", "train", zzz=1)  # no close match: no hint
@@ -122,8 +128,9 @@ def test_val_fraction_on_a_layout_with_its_own_val_split_is_an_error(tmp_path: P
 
 
 def test_on_error_is_checked_everywhere(tmp_path: Path) -> None:
-    assert load_dataset("synthetic-fundus", "train", image_size=32, num_samples=1, on_error="skip")[0]["image"].shape == (
-        3, 32, 32)
+    assert load_dataset("synthetic-fundus", "train", image_size=32, num_samples=1, on_error="skip")[0][
+        "image"
+    ].shape == (3, 32, 32)
     make_cub(tmp_path)
     for spec in ("synthetic-parts", f"cub:{tmp_path}"):
         with pytest.raises(ValueError, match=r"on_error must be 'raise' or 'skip', got 'ignore'"):

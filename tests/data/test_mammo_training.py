@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from fixtures import make_cbis_breasts  # tests/data is on sys.path
 
 from protozoo.data import load_dataset
 from protozoo.train import Recipe, fit
 from protozoo.train.session import prepare_run
-from fixtures import make_cbis_breasts  # tests/data is on sys.path
 
 TINY = dict(backbone="test_resnet", feature_stage=-2, prototypes_per_class=1, prototype_dim=8)
 
@@ -23,8 +23,15 @@ def test_cbis_ddsm_pairs_train_and_push_a_multiview_model(tmp_path: Path) -> Non
     run = prepare_run("protopnet_multiview_resnet18", spec, image_size=32, **TINY)
     assert run.model.config.in_chans == 1 and run.model.num_classes == 2 and run.val is None  # no val, no test CSV
     recipe = Recipe(epochs=1, warm_epochs=1, push_start=1, push_every=1, last_layer_epochs=0, batch_size=4)
-    result = fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=tmp_path / "run", progress=False,
-                 log=lambda line: None)
+    result = fit(
+        run.model,
+        run.train,
+        recipe=recipe,
+        push_data=run.push,
+        out_dir=tmp_path / "run",
+        progress=False,
+        log=lambda line: None,
+    )
     assert [row["kind"] for row in result.history] == ["train", "push"]
 
     # Every prototype was pushed onto a latent patch of one view of a breast of its own class.

@@ -160,7 +160,7 @@ def test_parts_classes_differ_on_signature_parts_only():
     for i in range(4):
         renders = [ds.generate(i, label=c) for c in range(ds.num_classes)]
         x, y = renders[0]["parts"][back].round().long().clamp(0, SIZE - 1).tolist()
-        for c, render in enumerate(renders[1:], start=1):
+        for render in renders[1:]:
             assert torch.equal(render["parts"][posed], renders[0]["parts"][posed])
             assert torch.equal(render["image"][:, y, x], renders[0]["image"][:, y, x])
             assert not torch.equal(render["image"], renders[0]["image"])

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from fixtures import dot_image  # tests/data is on sys.path (pytest prepend mode, no __init__.py)
 
 from protozoo.data import AffineAug, build_transforms, resolve_data_config
-from fixtures import dot_image  # tests/data is on sys.path (pytest prepend mode, no __init__.py)
 
 
 @dataclass

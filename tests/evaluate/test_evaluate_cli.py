@@ -53,18 +53,41 @@ def test_prototypes_beside_posthoc_maps(cli, tmp_path, capsys):
     """``--metrics localization,posthoc``: one table, the prototype maps and every post-hoc map of every
     branch (BRAIxProtoPNet++: global and ensemble) on the same images; the JSON report has both."""
     torch.manual_seed(0)
-    model = protozoo.create_model("braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=1,
-                                  prototype_dim=8, feature_stage=2)
+    model = protozoo.create_model(
+        "braix_protopnet_pp_resnet18", num_classes=3, prototypes_per_class=1, prototype_dim=8, feature_stage=2
+    )
     saved = model.save_pretrained(tmp_path / "braix")
     out = tmp_path / "report.json"
-    args = ["evaluate", "--model", str(saved), "--data", "synthetic-mammo", "--num-samples", "6", "--image-size", "64",
-            "--metrics", "localization,posthoc", "--posthoc-methods", "gradcam,gradcam++,scorecam", "--out", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(saved),
+        "--data",
+        "synthetic-mammo",
+        "--num-samples",
+        "6",
+        "--image-size",
+        "64",
+        "--metrics",
+        "localization,posthoc",
+        "--posthoc-methods",
+        "gradcam,gradcam++,scorecam",
+        "--out",
+        str(out),
+    ]
     assert cli(args) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("map "))
-    names = [line.split("  ")[0].strip() for line in lines[header + 1:header + 8]]
-    assert names == ["prototypes (top of true class)", "gradcam [global]", "gradcam++ [global]", "scorecam [global]",
-                     "gradcam [ensemble]", "gradcam++ [ensemble]", "scorecam [ensemble]"]
+    names = [line.split("  ")[0].strip() for line in lines[header + 1 : header + 8]]
+    assert names == [
+        "prototypes (top of true class)",
+        "gradcam [global]",
+        "gradcam++ [global]",
+        "scorecam [global]",
+        "gradcam [ensemble]",
+        "gradcam++ [ensemble]",
+        "scorecam [ensemble]",
+    ]
     metrics = json.loads(out.read_text())["metrics"]
     posthoc = metrics["posthoc"]
     assert posthoc["gradcam [global]"]["branch"] == "global" and posthoc["scorecam [ensemble]"]["map"] == "scorecam"

@@ -71,8 +71,9 @@ def test_mask_localization_is_the_ceiling_a_perfect_map_reaches():
     maps, masks = crafted()
     masks[1] = 0
     masks[1, 0, 0] = 1  # 1 px lesion: at most 1 of the top 4 px can be lesion
-    items = [{"image": maps[i][None].expand(4, -1, -1), "label": 1, "mask": masks[i][None], "id": str(i)}
-             for i in range(3)]
+    items = [
+        {"image": maps[i][None].expand(4, -1, -1), "label": 1, "mask": masks[i][None], "id": str(i)} for i in range(3)
+    ]
     model = FakeModel(lambda x: x, [0, 0, 1, 1], logits_fn=lambda x: torch.zeros(len(x), 2))
     ceiling = mask_localization(model, items, batch_size=2)
     assert ceiling.evaluated == 2 and ceiling.details["map"] == "the lesion mask itself"

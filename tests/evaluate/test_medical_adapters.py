@@ -44,7 +44,10 @@ def lesion():
     model = protozoo.create_model("protopnet_lesion_resnet18", **TINY).eval()
     model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(3, SIZE, SIZE))
     transform = build_transforms(resolve_data_config(model), train=False)
-    landmarks = _with_parts(transform, lambda item: torch.stack([torch.as_tensor(item["fovea"]), torch.as_tensor(item["optic_disc"])]).float())
+    landmarks = _with_parts(
+        transform,
+        lambda item: torch.stack([torch.as_tensor(item["fovea"]), torch.as_tensor(item["optic_disc"])]).float(),
+    )
     return model, load_dataset("synthetic-fundus", "test", image_size=SIZE, num_samples=6, transform=landmarks)
 
 
@@ -59,7 +62,9 @@ def test_adapters_read_both_views_and_the_lesion_prototypes(multiview, lesion):
     model, data = multiview
     batch = next(iterate_batches(data, 3, torch.device("cpu")))
     with torch.no_grad():
-        torch.testing.assert_close(prototype_maps(model, batch)["mlo"], model.similarity_maps(batch["views"]["mlo"]["image"]))
+        torch.testing.assert_close(
+            prototype_maps(model, batch)["mlo"], model.similarity_maps(batch["views"]["mlo"]["image"])
+        )
         cc, mlo = batch["views"]["cc"]["image"], batch["views"]["mlo"]["image"]
         torch.testing.assert_close(model_logits(model, batch), model(cc, mlo).logits)
 
@@ -74,7 +79,10 @@ def test_every_evaluator_runs_with_finite_scores_in_range(head, multiview, lesio
     }
     for source in ("true", "predicted"):
         result = localization(model, data, batch_size=3, view=view, class_source=source)
-        scores |= {f"{name}_{source}": getattr(result, name) for name in ("pointing_game", "iou", "dice", "activation_precision")}
+        scores |= {
+            f"{name}_{source}": getattr(result, name)
+            for name in ("pointing_game", "iou", "dice", "activation_precision")
+        }
     result = classification(model, data, batch_size=3)
     assert result.num_samples == len(data)
     for name, value in scores.items():

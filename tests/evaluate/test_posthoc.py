@@ -75,8 +75,12 @@ def test_gradient_cams_match_their_formulas(classifier, method, manual):
     targets = classifier(images).argmax(dim=1)
     torch.testing.assert_close(maps, manual(classifier, classifier.layer4, images, targets), atol=2e-3, rtol=0)
     other = torch.tensor([2, 1, 0])
-    torch.testing.assert_close(posthoc_maps(classifier, images, method, targets=other),
-                               manual(classifier, classifier.layer4, images, other), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        posthoc_maps(classifier, images, method, targets=other),
+        manual(classifier, classifier.layer4, images, other),
+        atol=2e-3,
+        rtol=0,
+    )
     masks = torch.zeros(3, 64, 64)
     masks[:, 20:40, 20:40] = 1
     assert localization_from_maps(maps, masks).evaluated == 3
@@ -133,17 +137,24 @@ def _tiny(arch: str, **overrides):
     return protozoo.create_model(arch, pretrained_backbone=False, **options).eval()
 
 
-@pytest.mark.parametrize("arch,spec,options", [
-    ("braix_protopnet_pp_resnet18", "synthetic-mammo", {"num_classes": 3}),
-    ("protopnet_multiview_resnet18", "synthetic-mammo", {"num_classes": 3, "in_chans": 1}),
-    ("protopnet_resnet18", "synthetic-fundus", {"num_classes": 2}),
-])
+@pytest.mark.parametrize(
+    "arch,spec,options",
+    [
+        ("braix_protopnet_pp_resnet18", "synthetic-mammo", {"num_classes": 3}),
+        ("protopnet_multiview_resnet18", "synthetic-mammo", {"num_classes": 3, "in_chans": 1}),
+        ("protopnet_resnet18", "synthetic-fundus", {"num_classes": 2}),
+    ],
+)
 def test_posthoc_localization_with_no_configuration_on_protozoo_models(arch, spec, options):
     """Every head: no target layer, no branch given; the same images as the prototype localization."""
     model = _tiny(arch, **options)
-    data = load_dataset(spec, "test", image_size=64, num_samples=6,
-                        transform=build_transforms(resolve_data_config(model, input_size=(model.config.in_chans, 64, 64)),
-                                                   train=False))
+    data = load_dataset(
+        spec,
+        "test",
+        image_size=64,
+        num_samples=6,
+        transform=build_transforms(resolve_data_config(model, input_size=(model.config.in_chans, 64, 64)), train=False),
+    )
     branches = list(saliency_branches(model))
     result = posthoc_localization(model, data, batch_size=3)
     prototypes = localization(model, data, batch_size=3)

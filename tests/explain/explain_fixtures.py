@@ -20,10 +20,17 @@ def tiny_model(spec: str = "synthetic-mammo", *, in_chans: int = 1, size: int = 
     """
     raw = load_dataset(spec, "test", image_size=size, num_samples=24)
     model = protozoo.create_model(
-        "protopnet_resnet18", backbone="test_resnet", num_classes=raw.num_classes, prototypes_per_class=2,
-        prototype_dim=16, in_chans=in_chans, feature_stage=-2,
+        "protopnet_resnet18",
+        backbone="test_resnet",
+        num_classes=raw.num_classes,
+        prototypes_per_class=2,
+        prototype_dim=16,
+        in_chans=in_chans,
+        feature_stage=-2,
     ).eval()
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(in_chans, size, size), label_names=tuple(raw.classes))
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(in_chans, size, size), label_names=tuple(raw.classes)
+    )
     raw.transform = build_transforms(resolve_data_config(model), train=False)
     return model, [raw[i] for i in range(len(raw))]
 
@@ -44,12 +51,20 @@ def push_by_hand(model: Any, items: list[dict], cell: tuple[int, int] = (1, 2)) 
             model.head.prototypes.data[p] = vector
             self_map = model.head.activation(model.head.distance(z[None], vector[None]))[0, 0]  # (H, W)
         heat = upsample_maps(self_map, tuple(image.shape[-2:]))
-        rows.append({
-            "prototype": p, "class": c, "image_id": item["id"], "path": None, "label": c, "distance": 0.0,
-            "feature_hw": list(cell), "feature_size": list(self_map.shape),
-            "receptive_field_box": [0, 0, image.shape[-1], image.shape[-2]],
-            "high_activation_box": list(high_activation_box(heat)),
-            "self_similarity_map": self_map.tolist(),
-        })
+        rows.append(
+            {
+                "prototype": p,
+                "class": c,
+                "image_id": item["id"],
+                "path": None,
+                "label": c,
+                "distance": 0.0,
+                "feature_hw": list(cell),
+                "feature_size": list(self_map.shape),
+                "receptive_field_box": [0, 0, image.shape[-1], image.shape[-2]],
+                "high_activation_box": list(high_activation_box(heat)),
+                "self_similarity_map": self_map.tolist(),
+            }
+        )
     model.provenance = rows
     return rows

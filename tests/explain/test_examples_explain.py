@@ -25,7 +25,10 @@ def _run_example(name: str, out: Path) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), "--smoke", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -71,8 +74,17 @@ def test_cli_explains_png_and_dicom(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     explain_cmd.add_parser(parser.add_subparsers(dest="command"), "explain")
     args = parser.parse_args(
-        ["explain", "--model", str(tmp_path / "model"), str(tmp_path / "case.png"), str(tmp_path / "case2.dcm"),
-         "--out", str(tmp_path / "out"), "--top-k", "2"]
+        [
+            "explain",
+            "--model",
+            str(tmp_path / "model"),
+            str(tmp_path / "case.png"),
+            str(tmp_path / "case2.dcm"),
+            "--out",
+            str(tmp_path / "out"),
+            "--top-k",
+            "2",
+        ]
     )
     assert explain_cmd.run(args) == 0
     printed = capsys.readouterr().out

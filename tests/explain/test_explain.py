@@ -139,5 +139,7 @@ def test_bad_inputs_say_what_is_wrong(setup):
         def forward(self, x):
             return NewHeadOutput(*model(x).__dict__.values())
 
-    with pytest.raises(TypeError, match="NewHead belongs to no registered model family"):  # never explained as a ProtoPNet
+    with pytest.raises(
+        TypeError, match="NewHead belongs to no registered model family"
+    ):  # never explained as a ProtoPNet
         explain_batch(NewHead(), items[0]["image"][None])

@@ -33,9 +33,16 @@ def _tiny(arch: str, in_chans: int, classes: list[str], **extra):
 @pytest.fixture(scope="module")
 def mammo():
     torch.manual_seed(0)
-    model = _tiny("protopnet_multiview_resnet18", 1, ["normal", "benign", "malignant"], attention_dim=8, projection_dim=16)
-    data = load_dataset("synthetic-mammo", "test", image_size=SIZE, num_samples=4,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    model = _tiny(
+        "protopnet_multiview_resnet18", 1, ["normal", "benign", "malignant"], attention_dim=8, projection_dim=16
+    )
+    data = load_dataset(
+        "synthetic-mammo",
+        "test",
+        image_size=SIZE,
+        num_samples=4,
+        transform=build_transforms(resolve_data_config(model), train=False),
+    )
     return model, data[0]
 
 
@@ -43,8 +50,13 @@ def mammo():
 def fundus():
     torch.manual_seed(0)
     model = _tiny("protopnet_lesion_resnet18", 3, ["non-AMD", "AMD"])
-    data = load_dataset("synthetic-fundus", "test", image_size=SIZE, num_samples=4,
-                        transform=build_transforms(resolve_data_config(model), train=False))
+    data = load_dataset(
+        "synthetic-fundus",
+        "test",
+        image_size=SIZE,
+        num_samples=4,
+        transform=build_transforms(resolve_data_config(model), train=False),
+    )
     return model, data[0]
 
 
@@ -59,7 +71,9 @@ def test_braix_branches_and_prototype_branch_decomposition(mammo):
     torch.testing.assert_close(e.branch_probabilities["global"], out.global_logits[0].softmax(0))
     assert e.predicted == int(out.probabilities[0].argmax())
     assert e.logit == pytest.approx(float(out.prototype_logits[0, 2]), abs=1e-5)
-    assert float(e.contributions.sum()) == pytest.approx(e.logit, abs=1e-5)  # sum over prototypes = prototype-branch logit
+    assert float(e.contributions.sum()) == pytest.approx(
+        e.logit, abs=1e-5
+    )  # sum over prototypes = prototype-branch logit
     assert [ev.contribution for ev in e.prototypes] == sorted((ev.contribution for ev in e.prototypes), reverse=True)
 
 
@@ -75,7 +89,9 @@ def test_multiview_evidence_per_view_and_both_blocks_sum_to_the_logit(mammo, vie
         out = model(*(None if x is None else x[None] for x in given))
     assert e.family == "protopnet_multiview" and list(e.view_images) == present
     total = float(e.contributions.sum() + e.cooccurrence_contributions.sum())
-    assert total == pytest.approx(e.logit, abs=1e-5) and e.logit == pytest.approx(float(out.logits[0, e.class_idx]), abs=1e-5)
+    assert total == pytest.approx(e.logit, abs=1e-5) and e.logit == pytest.approx(
+        float(out.logits[0, e.class_idx]), abs=1e-5
+    )
     assert bool(e.cooccurrence) == (len(present) == 2)
     for ev in e.prototypes:
         assert isinstance(ev, ViewEvidence) and ev.view in present and set(ev.view_heatmaps) == set(present)
@@ -117,8 +133,10 @@ def _png(path: Path) -> np.ndarray:
 def _tile(png: np.ndarray, ax, inset: int = 4) -> np.ndarray:
     h, w = png.shape[:2]
     pos = ax.get_position()
-    return png[round((1 - pos.y1) * h) + inset: round((1 - pos.y0) * h) - inset,
-               round(pos.x0 * w) + inset: round(pos.x1 * w) - inset]
+    return png[
+        round((1 - pos.y1) * h) + inset : round((1 - pos.y0) * h) - inset,
+        round(pos.x0 * w) + inset : round(pos.x1 * w) - inset,
+    ]
 
 
 def test_multiview_panel_draws_both_views_gray_with_boxes_at_the_peaks(mammo, tmp_path):
@@ -130,14 +148,19 @@ def test_multiview_panel_draws_both_views_gray_with_boxes_at_the_peaks(mammo, tm
     png = _png(path)
     assert png.shape[:2] == (round(fig.get_figheight() * 60), round(fig.get_figwidth() * 60))
     for r, ev in enumerate(e.prototypes):
-        cc, cc_heat, mlo, mlo_heat, _, _ = fig.axes[6 * r: 6 * r + 6]
+        cc, cc_heat, mlo, mlo_heat, _, _ = fig.axes[6 * r : 6 * r + 6]
         for plain in (cc, mlo):  # windowed grayscale: R = G = B
             tile = _tile(png, plain)
             assert (tile[..., 0] == tile[..., 1]).all() and (tile[..., 1] == tile[..., 2]).all()
         for v, ax in (("cc", cc_heat), ("mlo", mlo_heat)):
             (box,) = [p for p in ax.patches if isinstance(p, Rectangle)]
             x0, y0, x1, y1 = ev.view_boxes[v]
-            assert (box.get_x() + 0.5, box.get_y() + 0.5, box.get_width(), box.get_height()) == (x0, y0, x1 - x0, y1 - y0)
+            assert (box.get_x() + 0.5, box.get_y() + 0.5, box.get_width(), box.get_height()) == (
+                x0,
+                y0,
+                x1 - x0,
+                y1 - y0,
+            )
     assert any(e.predicted_name in t.get_text() and "Breast-level prediction" in t.get_text() for t in fig.texts)
 
 
@@ -148,7 +171,7 @@ def test_lesion_picture_has_the_image_one_map_per_lesion_and_the_bars(fundus, tm
     fig = render_lesion_maps(e, path=path, dpi=60)
     lesions = model.num_lesions
     assert len(fig.axes) == 1 + lesions + 2  # image, maps, colour bar, bars
-    for lesion, ax in zip(e.lesions, fig.axes[1: 1 + lesions]):
+    for lesion, ax in zip(e.lesions, fig.axes[1 : 1 + lesions]):
         assert f"{lesion.probability:.2f}" in ax.get_title()
         assert ax.get_images()[0].get_array().shape == (SIZE, SIZE, 3)
     bars = fig.axes[-1]
@@ -162,8 +185,13 @@ def test_lesion_picture_has_the_image_one_map_per_lesion_and_the_bars(fundus, tm
 
 def _run_example(name: str, out: Path) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--smoke", "--out", str(out)],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -107,7 +107,9 @@ def test_panel_tiles_size_and_what_they_show(gray, tmp_path):
         assert ev.source["image_id"] in source.get_title()
         assert source.patches  # the source's box is drawn
         words = text.texts[0].get_text()
-        assert f"{ev.similarity:7.3f}" in words and f"{ev.contribution:+7.3f}" in words and f"{ev.weight:+7.3f}" in words
+        assert (
+            f"{ev.similarity:7.3f}" in words and f"{ev.contribution:+7.3f}" in words and f"{ev.weight:+7.3f}" in words
+        )
 
 
 def test_panel_without_push_says_so(rgb, tmp_path):
@@ -152,8 +154,12 @@ def test_report_is_self_contained(gray, tmp_path):
     render_gallery(model, items, path=gallery)
     explanations = [explain(model, items[i]["image"], top_k=2) for i in range(2)]
     path = render_report(
-        tmp_path / "report.html", model=model, metrics={"accuracy": 0.8125, "epochs": 3},
-        gallery_png=gallery, explanations=explanations, sources=items,
+        tmp_path / "report.html",
+        model=model,
+        metrics={"accuracy": 0.8125, "epochs": 3},
+        gallery_png=gallery,
+        explanations=explanations,
+        sources=items,
     )
     text = path.read_text()
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)

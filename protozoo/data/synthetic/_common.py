@@ -183,8 +183,14 @@ class SyntheticDataset(ItemDataset):
             raise ValueError(f"shortcut must be in [0, 1], got {shortcut}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        super().__init__(split, transform=transform, image_size=int(image_size), seed=int(seed),
-                         val_fraction=val_fraction, on_error=on_error)
+        super().__init__(
+            split,
+            transform=transform,
+            image_size=int(image_size),
+            seed=int(seed),
+            val_fraction=val_fraction,
+            on_error=on_error,
+        )
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else int(num_samples)
         self.shortcut = float(shortcut)
 

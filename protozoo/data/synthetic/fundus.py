@@ -18,8 +18,8 @@ from protozoo.lesions import FUNDUS_LESIONS as LESION_VOCABULARY
 
 from ._common import (
     Item,
-    SyntheticDataset,
     OnError,
+    SyntheticDataset,
     Transform,
     fractal_noise,
     gaussian_blur,
@@ -119,8 +119,14 @@ class SyntheticFundus(SyntheticDataset):
         drusen_threshold: int = 5,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
-            val_fraction=val_fraction, on_error=on_error,
+            split,
+            image_size=image_size,
+            num_samples=num_samples,
+            seed=seed,
+            shortcut=shortcut,
+            transform=transform,
+            val_fraction=val_fraction,
+            on_error=on_error,
         )
         if drusen_threshold < 1:
             raise ValueError(f"drusen_threshold must be >= 1, got {drusen_threshold}")
@@ -306,8 +312,10 @@ class SyntheticFundus(SyntheticDataset):
             n_clusters = int(rng.integers(1, 3))
             clusters = self._positions(rng, eye, n_clusters, 0.0, 0.6 * eye["radius"], fovea)
             dots = np.concatenate(
-                [c + lesion_scale * rng.uniform(2.0, 8.0, (n, 1)) * _directions(rng, n)
-                 for c, n in zip(clusters, rng.integers(4, 12, len(clusters)))]
+                [
+                    c + lesion_scale * rng.uniform(2.0, 8.0, (n, 1)) * _directions(rng, n)
+                    for c, n in zip(clusters, rng.integers(4, 12, len(clusters)))
+                ]
             )
             cover, masks[EXUDATE] = _blobs(size, dots, lesion_scale * rng.uniform(0.6, 1.3, len(dots)), 0.7)
             _blend(image, cover * min(1.0, 1.3 * alpha), _COLOURS["hard_exudate"])

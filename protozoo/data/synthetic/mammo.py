@@ -23,8 +23,8 @@ import torch
 
 from ._common import (
     Item,
-    SyntheticDataset,
     OnError,
+    SyntheticDataset,
     Transform,
     fractal_noise,
     modulated_radius,
@@ -166,8 +166,14 @@ class SyntheticMammo(SyntheticDataset):
         num_distractors: int = 3,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
-            val_fraction=val_fraction, on_error=on_error,
+            split,
+            image_size=image_size,
+            num_samples=num_samples,
+            seed=seed,
+            shortcut=shortcut,
+            transform=transform,
+            val_fraction=val_fraction,
+            on_error=on_error,
         )
         self.classes = list(MAMMO_CLASSES)
         self.lesion_contrast = float(lesion_contrast)

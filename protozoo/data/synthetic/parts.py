@@ -160,8 +160,14 @@ class SyntheticParts(SyntheticDataset):
         noise_std: float = 0.02,
     ) -> None:
         super().__init__(
-            split, image_size=image_size, num_samples=num_samples, seed=seed, shortcut=shortcut, transform=transform,
-            val_fraction=val_fraction, on_error=on_error,
+            split,
+            image_size=image_size,
+            num_samples=num_samples,
+            seed=seed,
+            shortcut=shortcut,
+            transform=transform,
+            val_fraction=val_fraction,
+            on_error=on_error,
         )
         if not 2 <= num_classes <= 40:
             raise ValueError(f"num_classes must be in [2, 40], got {num_classes}")
