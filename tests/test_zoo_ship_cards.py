@@ -62,7 +62,11 @@ def test_braix_card_keeps_the_grad_cam_comparison():
         "prototypes (top of the true class)",
         "Grad-CAM [global]",
         "Grad-CAM [ensemble]",
+        "lesion masks themselves (the ceiling)",
     ]
+    ceiling = rows[-1]
+    assert ceiling["pointing_game"] == ceiling["iou"] == 1.0
+    assert all(r["activation_precision"] <= ceiling["activation_precision"] for r in rows)
     text = (folder / CARD_NAME).read_text()
     for r in rows:
         assert f"| {r['map']} | {r['pointing_game']} | {r['activation_precision']} | {r['iou']} |" in text
