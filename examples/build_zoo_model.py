@@ -53,8 +53,18 @@ LR = {"backbone": 1e-3, "global_head": 1e-3, "add_on": 3e-3, "prototypes": 3e-3,
 # The training recipes. Each tag's architecture (model_args), input size, classes and description are
 # declared in protozoo/zoo_tags.py: create_model(NAME) builds them and this script trains them.
 SPECS = {
+    # 96 px (6x6 cells; at 64 px a part is a quarter of a cell). Prototypes from the bird (foreground
+    # push and pooling); the stability perturbation (noise std 0.2) as an augmentation; 4 last-layer
+    # epochs after each push, which costs accuracy otherwise.
     "protopnet_efficientnet_lite0.synth_parts": dict(
-        data="synthetic-parts", data_options=EASY_PARTS, samples=1024, epochs=6, metrics=("consistency", "stability")
+        data="synthetic-parts",
+        data_options=EASY_PARTS,
+        samples=1024,
+        epochs=8,
+        last_layer_epochs=4,
+        recipe={"push_start": 4, "push_every": 4, "push_foreground": True, "input_noise": 0.2},
+        loss={"foreground_pooling": True},
+        metrics=("consistency", "stability"),
     ),
     # 128 px: a mass spans 1-2 cells of the stride-16 map (one cell at 96 px). Prototypes from the
     # breast, those of benign/malignant from the masses (push_lesions, first push after 2 epochs so
@@ -258,7 +268,10 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
     config, its recipe (SPECS) and ``metrics.json``; ``--card NAME`` rewrites it without training."""
     cfg = model.pretrained_cfg
     training = metrics.get("training") or {}
-    took = f"; {training['minutes']} min on {training.get('cpu_cores', '?')} CPU cores" if "minutes" in training else ""
+    cores = training.get("cpu_cores", "?")
+    took = (
+        f"; {training['minutes']} min on {cores} CPU thread{'' if cores == 1 else 's'}" if "minutes" in training else ""
+    )
     summary = (
         f"{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration\n"
         "and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data."
@@ -290,14 +303,16 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
         "starting point for research on their explanations. **Not a clinical model**: not for diagnosis, "
         "screening or any decision about a patient; trained on generated images or public non-medical photographs only."
     )
+    threads = training.get("cpu_cores", 2)
     reproduce = f"""## Reproduce
 
 ```bash
-python examples/build_zoo_model.py {name}
+python examples/build_zoo_model.py {name} --threads {threads}
 python examples/build_zoo_model.py --card {name}   # this card again, from config.json and metrics.json
 ```
 
-Same seed, same recipe: the metrics above within noise (CPU float order may differ by machine).
+Same seed, same recipe, same thread count: the same weights on the same machine type and PyTorch
+version; another thread count changes the float order and so the run (README: Reproducibility).
 `prototypes.json` records where every prototype comes from (push provenance); `golden.safetensors`
 holds two test inputs and the logits and min-distances this model must give for them."""
     card = render_card(
@@ -335,6 +350,12 @@ def main() -> None:
         help="only regenerate NAME's README.md from its config.json, recipe and metrics.json",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (the card records them: the same count reproduces the weights)",
+    )
+    parser.add_argument(
         "--root",
         type=Path,
         default=weights_root().parent,
@@ -347,7 +368,7 @@ def main() -> None:
     if args.card:
         print(f"wrote {rewrite_card(args.name, args.root)}")
         return
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     folder = build(args.name, args.root)
     print(f"wrote {folder}; it is listed by `protozoo list --pretrained` when it lies in protozoo's weights/")
 

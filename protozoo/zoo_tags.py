@@ -60,9 +60,9 @@ TAGS: dict[str, dict[str, Any]] = {
             similarity="log",
             incorrect_class_connection=-0.5,
         ),
-        input_size=(3, 64, 64),
+        input_size=(3, 96, 96),
         label_names=PARTS_CLASSES,
-        description="ProtoPNet on synthetic CUB-like birds (4 classes, 64 px); synthetic data only, "
+        description="ProtoPNet on synthetic CUB-like birds (4 classes, 96 px); synthetic data only, "
         "not for clinical use",
     ),
     "braix_protopnet_pp_efficientnet_lite0.synth_mammo": dict(
