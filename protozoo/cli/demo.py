@@ -19,6 +19,8 @@ PRESETS = {  # name -> (train breasts, test breasts, image size, main epochs, la
     "default": (384, 128, 128, 12, 3),
     "long": (1536, 384, 160, 20, 5),
 }
+# The synthetic mammograms' difficulty knobs, for training and test alike (docs/synthetic.md).
+DATA_OPTIONS = {"lesion_size": 2.0, "lesion_contrast": 0.3}  # the zoo BRAIx model's data
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=size,
         num_samples=train_n,
         pretrained_backbone=True,
-        data_options={"lesion_size": 1.5, "lesion_contrast": 0.25},
+        data_options=DATA_OPTIONS,
         prototypes_per_class=5,
         feature_stage=3,
     )
@@ -101,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=size,
         num_samples=test_n,
         seed=0,
-        lesion_size=1.5,
-        lesion_contrast=0.25,
+        **DATA_OPTIONS,
         transform=build_transforms(resolve_data_config(model), train=False),
     )
     print("evaluating on the test split ...")
