@@ -63,21 +63,47 @@ def build_data(
     :func:`protozoo.train.session.training_options`; not the training set's size) apply first, so a
     model trained with ``--data-option`` is scored on its own kind of data; ``data_options`` go on top.
     """
-    from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
-    from protozoo.train.session import training_options
+    from protozoo.data import load_dataset
 
-    side = image_size or model.pretrained_cfg.input_size[-1]
-    config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
-    recorded = {k: v for k, v in training_options(model, spec).items() if k not in ("num_samples", "image_size")}
-    options: dict[str, Any] = recorded | dict(data_options or {}) | {"transform": build_transforms(config, train=False)}
-    if parse_spec(spec)[0].startswith("synthetic-"):
-        options["image_size"] = side
-        if num_samples:
-            options["num_samples"] = num_samples
-    dataset = load_dataset(spec, split, **options)
+    options = model_data_options(model, spec, image_size=image_size, num_samples=num_samples, data_options=data_options)
+    dataset = load_dataset(spec, split, transform=eval_transform(model, image_size), **options)
     if getattr(dataset, "num_classes", model.num_classes) != model.num_classes:
         raise ValueError(f"{spec!r} has {dataset.num_classes} classes but the model has {model.num_classes}")
     return dataset
+
+
+def eval_transform(model, image_size: int | None):
+    """The model's eval transform at ``image_size`` (default: its input size)."""
+    from protozoo.data import build_transforms, resolve_data_config
+
+    side = image_size or model.pretrained_cfg.input_size[-1]
+    return build_transforms(resolve_data_config(model, input_size=(model.config.in_chans, side, side)), train=False)
+
+
+def model_data_options(
+    model,
+    spec: str,
+    *,
+    image_size: int | None,
+    num_samples: int | None,
+    data_options: dict[str, Any] | None,
+    keep_training_size: bool = False,
+) -> dict[str, Any]:
+    """The options to load ``spec`` with for ``model``: its recorded training options (without the
+    training set's size and image size unless ``keep_training_size``), then ``data_options``; a
+    synthetic dataset is generated at the input size and, if given, ``num_samples`` items."""
+    from protozoo.data import parse_spec
+    from protozoo.train.session import training_options
+
+    recorded = training_options(model, spec)
+    if not keep_training_size:
+        recorded = {k: v for k, v in recorded.items() if k not in ("num_samples", "image_size")}
+    options: dict[str, Any] = recorded | dict(data_options or {})
+    if parse_spec(spec)[0].startswith("synthetic-"):
+        options["image_size"] = image_size or model.pretrained_cfg.input_size[-1]
+        if num_samples:
+            options["num_samples"] = num_samples
+    return options
 
 
 def evaluate(

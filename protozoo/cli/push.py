@@ -68,21 +68,18 @@ def recorded_push_settings(model_dir: Path | None) -> dict[str, Any]:
 def push_dataset(
     model, spec: str, split: str, *, image_size: int | None, num_samples: int | None, data_options: dict[str, Any]
 ):
-    """The dataset to push onto: the model's eval transform, its recorded training options, then ``data_options``."""
-    from protozoo.data import build_transforms, load_dataset, parse_spec, resolve_data_config
+    """The dataset to push onto: the model's eval transform, its recorded training options (the
+    training set's size too: push onto the data it was trained on), then ``data_options``."""
+    from protozoo.cli.evaluate import eval_transform, model_data_options
+    from protozoo.data import load_dataset
     from protozoo.family import family_of
-    from protozoo.train.session import training_options
 
-    side = image_size or model.pretrained_cfg.input_size[-1]
-    config = resolve_data_config(model, input_size=(model.config.in_chans, side, side))
-    options = training_options(model, spec) | data_options
-    if parse_spec(spec)[0].startswith("synthetic-"):
-        options["image_size"] = side
-        if num_samples:
-            options["num_samples"] = num_samples
-    dataset = load_dataset(spec, split, transform=build_transforms(config, train=False), **options)
+    options = model_data_options(
+        model, spec, image_size=image_size, num_samples=num_samples, data_options=data_options, keep_training_size=True
+    )
+    dataset = load_dataset(spec, split, transform=eval_transform(model, image_size), **options)
     family_of(model).check_dataset(model, dataset)  # another class count or lesion list: named, not pushed
-    return dataset, {k: v for k, v in options.items()}
+    return dataset, dict(options)
 
 
 def run(args: argparse.Namespace) -> int:
