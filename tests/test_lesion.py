@@ -114,6 +114,36 @@ def test_multilabel_cluster_and_separation_equal_loops():
     torch.testing.assert_close(multilabel_separation_cost(distances, present), torch.stack(separation).mean())
 
 
+def test_lesion_pooling_pulls_each_prototype_to_its_own_lesion_cells():
+    """With lesion_pooling the cluster cost of (image, lesion l) is the smallest distance from an l
+    prototype to a cell of an l lesion (lesion_cells per type), by a plain loop; the separation cost
+    still pools every cell."""
+    from protozoo.foreground import lesion_cells
+
+    torch.manual_seed(0)
+    model = protozoo.create_model("protopnet_lesion_resnet18", pretrained_backbone=False, **TINY).eval()
+    data = SyntheticFundus("train", image_size=SIZE, num_samples=8, lesion_size=2.0)
+    batch = collate_items([data[i] for i in range(8)])
+    task = task_for(model)
+    output = task.forward(model, batch)
+    _, plain = task.loss(model, output, batch, LossWeights(l1=0), "joint")
+    _, pooled = task.loss(model, output, batch, LossWeights(l1=0, lesion_pooling=True), "joint")
+    maps = output.distance_maps  # (B, P, h, w)
+    cells = lesion_cells(batch, tuple(maps.shape[-2:]), per_type=True)  # (B, L, h, w)
+    present = batch["lesions"] > 0.5
+    pairs = []
+    for b in range(8):
+        for lesion in range(len(FUNDUS_LESIONS)):
+            if present[b, lesion]:
+                assert not cells[b, lesion].all()  # narrowed to the lesion
+                own = (model.prototype_class == lesion).nonzero().flatten()
+                pairs.append(min(maps[b, p][cells[b, lesion]].min() for p in own))
+    assert len(pairs) >= 8 and (present.sum(dim=1) > 1).any()  # several lesions on one eye, too
+    assert pooled["cluster"] == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-6)
+    assert pooled["cluster"] >= plain["cluster"]  # the minimum over fewer cells
+    assert pooled["separation"] == pytest.approx(plain["separation"], rel=1e-6)
+
+
 def test_task_loss_terms_and_parameter_groups():
     torch.manual_seed(0)
     model = protozoo.create_model("protopnet_lesion_resnet18", **TINY)

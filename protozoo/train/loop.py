@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from protozoo.data.collate import collate_items, to_device
 from protozoo.serialization import write_json
+from protozoo.train.alignment import tap_for, with_alignment
 from protozoo.train.checkpoint import (
     CHECKPOINT_NAME,
     RunDefinitionError,
@@ -454,8 +456,12 @@ def _pass(
     correct = seen = 0
     for batch in batches:
         batch = to_device(batch, device)
-        output = task.forward(wrapped, batch, perturb)
+        tap = tap_for(model, recipe.loss, phase)  # SDFA's feature maps, read during the forward
+        with tap or contextlib.nullcontext():
+            output = task.forward(wrapped, batch, perturb)
         loss, terms = task.loss(model, output, batch, recipe.loss, phase)
+        if tap is not None:
+            loss = with_alignment(model, output, batch, recipe.loss, loss, terms, tap)
         labels = task.targets(batch)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)

@@ -40,6 +40,11 @@ class LossWeights:
         lesion_pooling: On images with a lesion ``mask``, the cluster cost min-pools over the
             lesion cells only (:func:`protozoo.foreground.lesion_cells`): an image's own-class
             prototype must be near a patch of its finding, not of tissue every class shares.
+        alignment: Weight of the shallow-deep feature alignment of Huang et al. 2023 (SDFA,
+            :mod:`protozoo.train.alignment`; 0 = off, 0.5 in the authors' recipe), in the phases
+            that train the backbone and the prototypes together: sharper, steadier prototype maps.
+        alignment_threshold: Its margin (0.1 in the authors' recipe).
+        alignment_stage: The backbone feature stage (timm index) of the shallow features (1: stride 4).
     """
 
     cross_entropy: float = 1.0
@@ -57,6 +62,9 @@ class LossWeights:
     fine_annotation: float = 0.0
     foreground_pooling: bool = False
     lesion_pooling: bool = False
+    alignment: float = 0.0
+    alignment_threshold: float = 0.1
+    alignment_stage: int = 1
 
 
 def own_class_mask(prototype_identity: Tensor, labels: Tensor) -> Tensor:

@@ -29,6 +29,24 @@ def per_lesion_min_distances(min_distances: Tensor, num_lesions: int) -> Tensor:
     return reduce(min_distances, "b (l m) -> b l", "min", l=num_lesions)
 
 
+def lesion_type_min_distances(output, batch: dict, model) -> Tensor:
+    """(B, P) min-distances of each prototype over the cells of its own lesion type (where the image
+    has that lesion; over every cell where it has not, as the forward pools).
+
+    The lesion head's ``lesion_pooling``: a drusen prototype's cluster pull on a drusen image
+    comes from the drusen cells (:func:`protozoo.foreground.lesion_cells` per type), not from the
+    disc's rim or a vessel every image shares.
+    """
+    from protozoo.foreground import lesion_cells
+
+    maps = output.distance_maps  # (B, P, h, w)
+    cells = lesion_cells(batch, tuple(maps.shape[-2:]), per_type=True)
+    if cells is None or cells.ndim != 4:
+        return output.min_distances
+    cells = cells.to(maps.device)[:, model.prototype_class.to(maps.device)]  # (B, L, h, w) -> (B, P, h, w)
+    return maps.masked_fill(~cells, float("inf")).flatten(2).amin(dim=2)
+
+
 def multilabel_cluster_cost(lesion_distances: Tensor, present: Tensor) -> Tensor:
     """Mean of the (B, L) distances over the (image, lesion) pairs where the lesion is present.
 
@@ -62,7 +80,10 @@ def lesion_loss(
         batch: ``lesions`` (B, L) multi-hot, ``label`` (B,) diagnosis.
         weights: ``lesion`` (BCE), ``cross_entropy`` (diagnosis), ``cluster``, ``separation``,
             ``l1`` (wrong-lesion last-layer weights), ``orthogonality``, ``fine_annotation``
-            (IAIA-BL, each prototype against its lesion type's mask ``mask`` (B, L, H, W)).
+            (IAIA-BL, each prototype against its lesion type's mask ``mask`` (B, L, H, W)),
+            ``lesion_pooling`` (the cluster cost pools each prototype over its own lesion's cells,
+            :func:`lesion_type_min_distances`; the separation cost keeps every cell, so a
+            prototype that matches background is pushed away wherever it matches).
         phase: Unused: every phase has the same objective.
     """
     lesions = lesion_targets(batch["lesions"], model.lesion_names)  # (B, L)
@@ -73,7 +94,11 @@ def lesion_loss(
         "cross_entropy": F.cross_entropy(output.logits, batch["label"]),
     }
     if weights.cluster:
-        terms["cluster"] = multilabel_cluster_cost(lesion_distances, present)
+        pulled = lesion_distances
+        if weights.lesion_pooling:
+            pooled = lesion_type_min_distances(output, batch, model)  # (B, P)
+            pulled = per_lesion_min_distances(pooled, model.num_lesions)  # (B, L)
+        terms["cluster"] = multilabel_cluster_cost(pulled, present)
     if weights.separation:
         terms["separation"] = multilabel_separation_cost(lesion_distances, present)
     if weights.l1:
