@@ -12,7 +12,7 @@ from protozoo.data.collate import collate_items
 from protozoo.family import list_families
 from protozoo.foreground import automatic_foreground, foreground_cells, foreground_of, otsu_threshold
 from protozoo.push import push_prototypes
-from protozoo.train.losses import LossWeights, cluster_cost, own_class_mask, protopnet_loss
+from protozoo.train.losses import LossWeights, cluster_cost, own_class_mask, protopnet_loss, separation_cost
 
 SIZE = 64
 
@@ -123,6 +123,13 @@ def test_foreground_pooling_min_pools_over_the_breast_only():
     assert terms["cluster"] == pytest.approx(cluster_cost(pooled, own).item(), rel=1e-6)
     _, plain = protopnet_loss(model, output, batch, LossWeights(l1=0))
     assert plain["cluster"] <= terms["cluster"]  # the minimum over fewer cells
+    assert terms["separation"] == pytest.approx(separation_cost(pooled, own).item(), rel=1e-6)
+    # foreground_separation=False: the cluster cost still from the breast, the separation from every cell
+    _, split = protopnet_loss(
+        model, output, batch, LossWeights(l1=0, foreground_pooling=True, foreground_separation=False)
+    )
+    assert split["cluster"] == terms["cluster"]
+    assert split["separation"] == pytest.approx(plain["separation"], rel=1e-6)
 
 
 def test_push_takes_lesion_patches_where_the_data_has_masks():

@@ -37,6 +37,10 @@ class LossWeights:
         foreground_pooling: Cluster and separation min-pool only over foreground cells (the
             batch's ``foreground``, else the automatic rule of :mod:`protozoo.foreground`), so
             no class is explained by matching background.
+        foreground_separation: With ``foreground_pooling``, the separation cost pools over the
+            foreground too (True, as before); False keeps every cell there, so a prototype that
+            matches the background (which every class shares) is pushed away wherever it does,
+            while the cluster cost still pulls prototypes to the object.
         lesion_pooling: On images with a lesion ``mask``, the cluster cost min-pools over the
             lesion cells only (:func:`protozoo.foreground.lesion_cells`): an image's own-class
             prototype must be near a patch of its finding, not of tissue every class shares.
@@ -61,6 +65,7 @@ class LossWeights:
     lesion: float = 1.0
     fine_annotation: float = 0.0
     foreground_pooling: bool = False
+    foreground_separation: bool = True
     lesion_pooling: bool = False
     alignment: float = 0.0
     alignment_threshold: float = 0.1
@@ -184,7 +189,7 @@ def protopnet_loss(
             lesion_min_distances(output, batch, pooled) if weights.lesion_pooling else pooled, own
         )
     if weights.separation:
-        terms["separation"] = separation_cost(pooled, own)
+        terms["separation"] = separation_cost(pooled if weights.foreground_separation else output.min_distances, own)
     masks = lesion_masks_of(batch) if weights.fine_annotation else None
     if masks is not None:
         activations = model.head.activation(output.distance_maps)  # (B, P, H, W)
