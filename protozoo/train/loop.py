@@ -31,6 +31,7 @@ from protozoo.train.checkpoint import (
     save_checkpoint,
 )
 from protozoo.train.distributed import DistContext
+from protozoo.train.noise_consistency import with_noise_consistency
 from protozoo.train.schedule import PHASES, Recipe
 from protozoo.train.tasks import Task, task_for
 
@@ -462,6 +463,8 @@ def _pass(
         loss, terms = task.loss(model, output, batch, recipe.loss, phase)
         if tap is not None:
             loss = with_alignment(model, output, batch, recipe.loss, loss, terms, tap)
+        if optimizer is not None and perturb is not None and recipe.loss.noise_consistency:
+            loss = with_noise_consistency(model, task, wrapped, batch, output, recipe.loss, loss, terms)
         labels = task.targets(batch)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)

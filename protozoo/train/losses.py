@@ -49,6 +49,9 @@ class LossWeights:
             that train the backbone and the prototypes together: sharper, steadier prototype maps.
         alignment_threshold: Its margin (0.1 in the authors' recipe).
         alignment_stage: The backbone feature stage (timm index) of the shallow features (1: stride 4).
+        noise_consistency: Weight of the KL between each own prototype's spatial activation
+            distribution on the clean and on the noisy training input
+            (:mod:`protozoo.train.noise_consistency`; needs ``Recipe.input_noise``; 0 = off).
     """
 
     cross_entropy: float = 1.0
@@ -70,6 +73,7 @@ class LossWeights:
     alignment: float = 0.0
     alignment_threshold: float = 0.1
     alignment_stage: int = 1
+    noise_consistency: float = 0.0
 
 
 def own_class_mask(prototype_identity: Tensor, labels: Tensor) -> Tensor:

@@ -199,6 +199,12 @@ class Recipe:
             raise ValueError(
                 f"recipe field input_noise must be a number >= 0 (the noise std; 0 for none), not {self.input_noise!r}"
             )
+        consistency = getattr(self.loss, "noise_consistency", 0.0)
+        if consistency and not self.input_noise:
+            raise ValueError(
+                f"loss noise_consistency={consistency} compares clean and noisy inputs, but the recipe's "
+                "input_noise is 0: set input_noise (e.g. 0.2, the stability score's noise) or noise_consistency=0"
+            )
         for name in ("lr", "warm_lr", "weight_decay"):
             table = getattr(self, name)
             if name == "weight_decay" and _is_number(table):
