@@ -45,9 +45,9 @@ FMNIST_CLASSES = (
 )
 FUNDUS_LESIONS = ("drusen", "haemorrhage", "hard_exudate", "geographic_atrophy", "neovascular_scar")
 
-# name -> declaration. Keep one row per tag, its arguments in plain literals. The mammogram and
-# fundus rows describe weights trained before the letterbox fit (#18): a rebuild now fits those
-# images with crop_mode="border", crop_pct=1.0, and its row must then say so (the build names it).
+# name -> declaration. Keep one row per tag, its arguments in plain literals. The multi-view row
+# describes weights trained before the letterbox fit (#18): a rebuild now fits those images with
+# crop_mode="border", crop_pct=1.0, and its row must then say so (the build names it).
 TAGS: dict[str, dict[str, Any]] = {
     "protopnet_efficientnet_lite0.synth_parts": dict(
         model_args=dict(
@@ -79,6 +79,8 @@ TAGS: dict[str, dict[str, Any]] = {
             global_dropout=0.0,
         ),
         input_size=(1, 128, 128),
+        crop_mode="border",  # the letterbox: a mammogram's whole field of view
+        crop_pct=1.0,
         label_names=MAMMO_CLASSES,
         description="BRAIxProtoPNet++ on synthetic mammograms (normal / benign / malignant, 128 px); "
         "not for clinical use",
