@@ -116,12 +116,12 @@ TAGS: dict[str, dict[str, Any]] = {
             lesion_prior=0.1,
             lesion_names=list(FUNDUS_LESIONS),
         ),
-        input_size=(3, 128, 128),
+        input_size=(3, 192, 192),
         crop_mode="border",  # the letterbox: a fundus photograph's whole field of view
         crop_pct=1.0,
         label_names=("non-AMD", "AMD"),
         description="Lesion-linked ProtoPNet on synthetic colour fundus photographs (5 lesion types -> "
-        "non-AMD / AMD, 128 px); not for clinical use",
+        "non-AMD / AMD, 192 px); not for clinical use",
     ),
     "protopnet_efficientnet_lite0.fmnist": dict(
         model_args=dict(

@@ -297,13 +297,16 @@ def _draw_footer(
     colorbar.ax.tick_params(labelsize=FONT_SIZE - 3)
     text = footer if footer is not None else _default_footer(explanation)
     x = (PANEL_GAP_INCHES + 2 * (PANEL_TILE_INCHES + PANEL_GAP_INCHES)) / width
+    # monospace characters are ~0.6 em wide: shrink a long line (a lesion's sum) to fit the figure
+    room = (1 - x) * width * 72 / 0.6  # points of width / points per character at size 1
+    longest = max((len(line) for line in text.splitlines()), default=1)
     fig.text(
         x,
         (PANEL_GAP_INCHES + FOOTER_INCHES / 2) / height,
         text,
         ha="left",
         va="center",
-        fontsize=FONT_SIZE,
+        fontsize=min(FONT_SIZE, room / longest),
         family="monospace",
     )
 
