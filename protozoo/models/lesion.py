@@ -168,7 +168,13 @@ register_family(
         panel="protozoo.viz.lesions:render_lesion_panel",
         # Separation per (image, absent lesion) pair, bounded (latents lie in [0, 1]^D), so it is
         # weighted like the cluster cost: it keeps background-matching prototypes away.
-        # Patches only from the fundus disc (never the black surround).
-        recipe={"loss": {"separation": -0.8}, "push_foreground": True},
+        # Patches only from the fundus disc (never the black surround). Where the data has lesion
+        # masks (synthetic-fundus; ignored otherwise): each lesion's prototypes pushed from and pulled
+        # to that lesion's own cells, and IAIA-BL's fine-annotation loss (the zoo model's recipe).
+        recipe={
+            "loss": {"separation": -0.8, "lesion_pooling": True, "fine_annotation": 1.0},
+            "push_foreground": True,
+            "push_lesions": True,
+        },
     )
 )
