@@ -31,6 +31,8 @@ def test_cost_equals_torch_kl_div_over_own_pairs():
 def test_recipe_refuses_noise_consistency_without_input_noise():
     with pytest.raises(ValueError, match="input_noise"):
         Recipe(loss=LossWeights(noise_consistency=1.0))
+    with pytest.raises(ValueError, match="input_noise"):  # a recipe file's table, too
+        Recipe(loss={"noise_consistency": 1.0})
     Recipe(loss=LossWeights(noise_consistency=1.0), input_noise=0.2)  # fine
 
 

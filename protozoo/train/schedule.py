@@ -161,6 +161,12 @@ class Recipe:
         self._check_values()
         if isinstance(self.loss, dict):
             self.loss = LossWeights(**self.loss)
+        if self.loss.noise_consistency and not self.input_noise:
+            raise ValueError(
+                f"loss noise_consistency={self.loss.noise_consistency} compares clean and noisy inputs, but the "
+                "recipe's input_noise is 0: set input_noise (e.g. 0.2, the stability score's noise) or "
+                "noise_consistency=0"
+            )
         # A partial learning-rate table keeps the defaults of the groups it does not name.
         self.lr = DEFAULT_LR | dict(self.lr)
         self.warm_lr = DEFAULT_WARM_LR | dict(self.warm_lr)
@@ -198,12 +204,6 @@ class Recipe:
         if not _is_number(self.input_noise) or not self.input_noise >= 0:
             raise ValueError(
                 f"recipe field input_noise must be a number >= 0 (the noise std; 0 for none), not {self.input_noise!r}"
-            )
-        consistency = getattr(self.loss, "noise_consistency", 0.0)
-        if consistency and not self.input_noise:
-            raise ValueError(
-                f"loss noise_consistency={consistency} compares clean and noisy inputs, but the recipe's "
-                "input_noise is 0: set input_noise (e.g. 0.2, the stability score's noise) or noise_consistency=0"
             )
         for name in ("lr", "warm_lr", "weight_decay"):
             table = getattr(self, name)
