@@ -61,6 +61,8 @@ class FeatureTap:
         self._handles: list = []
 
     def __enter__(self) -> FeatureTap:
+        self.shallow = self.deep = None  # one tap serves every batch of a pass: nothing left from the last
+
         def keep(slot: str):
             def hook(module, inputs, output):
                 setattr(self, slot, output[-1] if isinstance(output, (list, tuple)) else output)

@@ -455,9 +455,9 @@ def _pass(
     """Run ``wrapped`` over the batches, stepping ``optimizer`` when given; mean terms and accuracy."""
     sums: dict[str, float] = {}
     correct = seen = 0
+    tap = tap_for(model, recipe.loss, phase)  # SDFA's feature maps, read during each forward
     for batch in batches:
         batch = to_device(batch, device)
-        tap = tap_for(model, recipe.loss, phase)  # SDFA's feature maps, read during the forward
         with tap or contextlib.nullcontext():
             output = task.forward(wrapped, batch, perturb)
         loss, terms = task.loss(model, output, batch, recipe.loss, phase)
