@@ -6,7 +6,8 @@ channel-mean image, then only the largest connected component of the pixels abov
 burned-in text label, a ruler or a bright corner (small components apart from the tissue) is
 not foreground. Push (``push_prototypes(foreground=True)``, ``Recipe.push_foreground``) and the
 losses (``LossWeights.foreground_pooling``) read the foreground on the latent grid through
-:func:`foreground_cells`.
+:func:`foreground_cells`; a model built with ``foreground_only=True`` applies the automatic rule in
+every forward (training and inference), so its prototypes can only ever match the foreground.
 """
 
 from __future__ import annotations

@@ -212,6 +212,9 @@ def _stream(
                 from protozoo.foreground import batch_foreground_cells
 
                 cells = batch_foreground_cells(view, tuple(z.shape[2:])).to(device)  # (B, H, W)
+            own = model.foreground_cells(x, z.shape)  # a foreground_only model matches only there
+            if own is not None:
+                cells = own if cells is None else cells & own
             if lesions:
                 from protozoo.foreground import lesion_cells
 

@@ -85,8 +85,8 @@ class LesionHead(ProtoPNetHead):
         """(B, P, H, W) distances -> (B, L, H, W): per lesion, the max of its prototypes' similarity maps."""
         return reduce(self.activation(distance_maps), "b (l m) h w -> b l h w", "max", l=self.num_classes)
 
-    def forward(self, features: Tensor) -> LesionOutput:
-        proto = super().forward(features)  # proto.logits: the bias-free last layer over the lesion prototypes
+    def forward(self, features: Tensor, cells: Tensor | None = None) -> LesionOutput:
+        proto = super().forward(features, cells)  # proto.logits: the bias-free last layer over the lesion prototypes
         lesion_logits = proto.logits + self.lesion_bias  # (B, L)
         return LesionOutput(
             logits=self.diagnose(lesion_logits),

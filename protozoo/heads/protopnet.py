@@ -75,13 +75,21 @@ class ProtoPNetHead(nn.Module):
         with torch.no_grad():
             self.last_layer.weight.copy_(identity + incorrect * (1 - identity))
 
-    def distance_maps(self, z: Tensor) -> Tensor:
-        """(B, D, H, W) latent -> (B, P, H, W) distances to the prototypes."""
-        return self.distance(z, self.prototypes)
+    def distance_maps(self, z: Tensor, cells: Tensor | None = None) -> Tensor:
+        """(B, D, H, W) latent -> (B, P, H, W) distances to the prototypes.
 
-    def forward(self, features: Tensor) -> ProtoOutput:
+        With ``cells`` ((B, H, W) bool, the cells the prototypes may match), every other cell gets
+        its map's largest distance over the image (no gradient), so it never wins the min-pool.
+        """
+        distances = self.distance(z, self.prototypes)  # (B, P, H, W)
+        if cells is None:
+            return distances
+        largest = reduce(distances.detach(), "b p h w -> b p 1 1", "max")
+        return torch.where(cells[:, None], distances, largest)
+
+    def forward(self, features: Tensor, cells: Tensor | None = None) -> ProtoOutput:
         z = self.add_on(features)  # (B, D, H, W)
-        distance_maps = self.distance_maps(z)  # (B, P, H, W)
+        distance_maps = self.distance_maps(z, cells)  # (B, P, H, W)
         min_distances = reduce(distance_maps, "b p h w -> b p", "min")
         similarities = self.activation(min_distances)  # (B, P)
         logits = self.last_layer(similarities)  # (B, K)

@@ -57,7 +57,7 @@ class BRAIxProtoPNet(ProtoPNet):
     def forward(self, x: Tensor) -> BRAIxOutput:
         x = self.check_input(x)
         features = self.backbone(x)  # (B, C, H, W)
-        proto = self.head(features)
+        proto = self.head(features, self.foreground_cells(x, features.shape))
         global_logits = self.global_head(features)  # (B, K)
         probabilities = (global_logits.softmax(dim=1) + proto.logits.softmax(dim=1)) / 2
         return BRAIxOutput(

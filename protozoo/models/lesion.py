@@ -100,7 +100,8 @@ class LesionProtoPNet(ProtoPNet):
 
     def forward(self, x: Tensor) -> LesionOutput:
         x = self.check_input(x)
-        return self.head(self.backbone(x))
+        features = self.backbone(x)  # (B, C, H, W)
+        return self.head(features, self.foreground_cells(x, features.shape))
 
     def lesion_maps(self, x: Tensor) -> Tensor:
         """(B, C, H_in, W_in) images -> (B, L, H_in, W_in) coarse lesion maps in [0, 1].

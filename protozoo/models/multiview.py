@@ -105,8 +105,10 @@ class MultiViewProtoPNet(ProtoPNet):
                 f"{tuple(mlo.shape)}; resize both views to one size"
             )
         present = self._views_present(cc, mlo, present)  # (B, 2)
-        features = self.backbone(torch.cat(given))  # (V B, C, H, W)
-        distances = self.head.distance_maps(self.head.add_on(features))  # (V B, P, H, W)
+        images = torch.cat(given)  # (V B, C, H, W)
+        features = self.backbone(images)  # (V B, C, H, W)
+        cells = self.foreground_cells(images, features.shape)  # (V B, H, W) or None
+        distances = self.head.distance_maps(self.head.add_on(features), cells)  # (V B, P, H, W)
         distances = rearrange(distances, "(v b) p h w -> b v p h w", v=len(given))
         if len(given) == 1:
             distances = _place_single_view(distances, view=0 if cc is not None else 1)

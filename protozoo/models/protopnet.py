@@ -37,6 +37,12 @@ class ProtoPNetConfig:
         in_chans: Input channels (1 for mammograms and X-rays).
         feature_stage: Backbone stage (timm ``out_indices``); -1 is the deepest.
         backbone_kwargs: Extra ``timm.create_model`` arguments (``drop_path_rate``...).
+        foreground_only: Match the prototypes on the image's foreground cells only, in every
+            forward (training, inference, explanations, push): the automatic rule of
+            :mod:`protozoo.foreground` (Otsu's threshold, then the largest connected component, so
+            the breast or the fundus disc and not a burned-in label or a bright corner). Cells off
+            the foreground get each map's largest distance (its lowest similarity), so they never
+            win the min-pool and the heat maps show them cold. Off: the paper.
     """
 
     arch: str = "protopnet"
@@ -52,6 +58,7 @@ class ProtoPNetConfig:
     in_chans: int = 3
     feature_stage: int = -1
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    foreground_only: bool = False
 
 
 class ProtoPNet(ProtoModel):
@@ -106,6 +113,14 @@ class ProtoPNet(ProtoModel):
     def last_layer(self):
         return self.head.last_layer
 
+    def foreground_cells(self, x: Tensor, size: tuple[int, ...]) -> Tensor | None:
+        """(B, h, w) bool latent cells the prototypes may match (``config.foreground_only``), else None."""
+        if not self.config.foreground_only:
+            return None
+        from protozoo.foreground import automatic_foreground, foreground_cells
+
+        return foreground_cells(automatic_foreground(x), tuple(size[-2:])).to(x.device)
+
     def latent(self, x: Tensor) -> Tensor:
         """(B, C_in, H_in, W_in) images -> (B, D, H, W) add-on output, the space prototypes live in."""
         x = self.check_input(x)
@@ -113,7 +128,8 @@ class ProtoPNet(ProtoModel):
 
     def distance_maps(self, x: Tensor) -> Tensor:
         """(B, P, H, W) distance of each prototype to each latent patch of the images."""
-        return self.head.distance_maps(self.latent(x))
+        z = self.latent(x)  # (B, D, H, W)
+        return self.head.distance_maps(z, self.foreground_cells(x, z.shape))
 
     def similarity_maps(self, x: Tensor) -> Tensor:
         """(B, P, H, W) similarity of each prototype to each latent patch; higher = more alike."""
@@ -121,7 +137,8 @@ class ProtoPNet(ProtoModel):
 
     def forward(self, x: Tensor) -> ProtoOutput:
         x = self.check_input(x)
-        return self.head(self.backbone(x))
+        features = self.backbone(x)  # (B, C, H, W)
+        return self.head(features, self.foreground_cells(x, features.shape))
 
     def parameter_groups(self) -> dict[str, list]:
         """Named parameter groups of the ProtoPNet schedule (warm, joint, last layer)."""
