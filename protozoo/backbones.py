@@ -19,6 +19,7 @@ Weight files saved before the truncation still load: the keys of the dropped lay
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,12 +35,18 @@ class Backbone(nn.Module):
         name: Any timm model name (``resnet18``, ``convnext_tiny``, ``vit_tiny_patch16_224``...).
         in_chans: Input channels; 1 for mammograms and X-rays.
         stage: Index of the feature stage to use (timm ``out_indices``); -1 is the deepest.
+        input_blur: Sigma (input pixels) of a Gaussian low-pass applied before the network
+            (``torchvision.transforms.functional.gaussian_blur``, kernel 2 * ceil(3 sigma) + 1,
+            reflected edges); 0: none. Pixel noise then averages out before the first convolution.
         **timm_kwargs: Passed to ``timm.create_model`` (``drop_path_rate``, ``img_size``...).
     """
 
-    def __init__(self, name: str, *, in_chans: int = 3, stage: int = -1, **timm_kwargs: Any):
+    def __init__(self, name: str, *, in_chans: int = 3, stage: int = -1, input_blur: float = 0.0, **timm_kwargs: Any):
         super().__init__()
+        if not input_blur >= 0:
+            raise ValueError(f"input_blur must be a sigma >= 0 in input pixels (0: none), got {input_blur!r}")
         self.name = name
+        self.input_blur = float(input_blur)
         self.in_chans = in_chans
         self.stage = stage
         self.timm_kwargs = timm_kwargs
@@ -53,6 +60,10 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_chans, H, W) -> (B, C, H / reduction, W / reduction)."""
+        if self.input_blur:
+            from torchvision.transforms.functional import gaussian_blur
+
+            x = gaussian_blur(x, kernel_size=2 * math.ceil(3 * self.input_blur) + 1, sigma=self.input_blur)
         return self.body(x)[-1]
 
     def _drop_pruned_keys(self, state_dict, prefix, *args) -> None:
