@@ -77,6 +77,7 @@ TAGS: dict[str, dict[str, Any]] = {
             similarity="log",
             incorrect_class_connection=-0.5,
             global_dropout=0.0,
+            foreground_only=True,
         ),
         input_size=(1, 128, 128),
         crop_mode="border",  # the letterbox: a mammogram's whole field of view
@@ -97,8 +98,11 @@ TAGS: dict[str, dict[str, Any]] = {
             incorrect_class_connection=-0.5,
             attention_dim=64,
             projection_dim=256,
+            foreground_only=True,
         ),
         input_size=(1, 96, 96),
+        crop_mode="border",  # the letterbox: a mammogram's whole field of view
+        crop_pct=1.0,
         label_names=MAMMO_CLASSES,
         description="Multi-view CC/MLO ProtoPNet on synthetic mammogram pairs (96 px); not for clinical use",
     ),
