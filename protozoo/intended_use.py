@@ -38,7 +38,7 @@ def intended_use(model: Any) -> str | None:
         return (
             f"Trained on synthetic data ({spec}) only; not for clinical use." if spec.startswith("synthetic") else None
         )
-    return f"{line} Trained on: {spec}." if spec and spec not in line else line
+    return f"{line.rstrip().rstrip('.')}. Trained on: {spec}." if spec and spec not in line else line
 
 
 def _declared(cfg: Any) -> str | None:

@@ -24,14 +24,15 @@ from protozoo.family import Family, family_of
 from protozoo.intended_use import intended_use
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, crop, draw_box, to_display
 
-__all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id"]
+__all__ = ["draw_prototype", "find_sources", "render_gallery", "short_id", "wrap_name"]
 
 GALLERY_TILE_INCHES = 2.2
-GALLERY_LABEL_INCHES = 0.5  # left margin for the class names
+GALLERY_LABEL_INCHES = 0.5  # left margin for the class names (one line; 0.2 more per further line)
 GALLERY_TITLE_INCHES = 0.7  # room above each tile for its title (up to four lines)
 BANNER_LINE_INCHES = 0.3  # each line of the intended-use banner
 BANNER_COLOR = "#b03a2e"
 FONT_SIZE = 9
+LABEL_CHARS = 24  # characters of a row label per line: a tile's height at FONT_SIZE + 2, bold
 
 
 def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None) -> dict[str, Tensor]:
@@ -61,6 +62,13 @@ def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None)
         if len(found) == len(wanted):
             break
     return found
+
+
+def wrap_name(name: str, width: int) -> str:
+    """A class name on lines of at most ``width`` characters, broken at spaces, hyphens and ``+``
+    (the synthetic parts classes join their parts with ``+``)."""
+    lines = textwrap.wrap(name.replace("+", "+ "), width, break_on_hyphens=True) or [name]
+    return "\n".join(line.replace("+ ", "+") for line in lines)
 
 
 def short_id(image_id: Any, width: int = 30) -> str:
@@ -157,7 +165,9 @@ def render_gallery(
     images = find_sources(sources, {model.provenance[p]["image_id"] for m in members.values() for p in m}, family)
 
     tile_h = GALLERY_TILE_INCHES + GALLERY_TITLE_INCHES
-    width = GALLERY_LABEL_INCHES + columns * GALLERY_TILE_INCHES
+    label_lines = max(wrap_name(names[c], LABEL_CHARS).count("\n") + 1 for c in rows)
+    label_inches = GALLERY_LABEL_INCHES + 0.2 * (label_lines - 1)
+    width = label_inches + columns * GALLERY_TILE_INCHES
     use = intended_use(model)
     banner = textwrap.wrap(f"INTENDED USE: {use}", max(30, round(width * 12))) if use else []
     top = len(banner) * BANNER_LINE_INCHES
@@ -178,7 +188,7 @@ def render_gallery(
     grid = fig.add_gridspec(
         len(rows),
         columns,
-        left=GALLERY_LABEL_INCHES / width,
+        left=label_inches / width,
         right=0.99,
         bottom=0.01,
         top=1 - (top + GALLERY_TITLE_INCHES) / height,
@@ -192,12 +202,13 @@ def render_gallery(
             note = draw_prototype(
                 ax, row, images.get(str(row["image_id"])), mean=config["mean"], std=config["std"], zoom=zoom
             )
-            title = f"p{p} · {names[c]}\n{short_id(row['image_id'])}" + (f"\n{note}" if note else "")
+            # the row's label names the class; the tile its prototype and source (a long name would overlap)
+            title = f"p{p}\n{short_id(row['image_id'])}" + (f"\n{note}" if note else "")
             ax.set_title(title, fontsize=FONT_SIZE)
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(names[c], fontsize=FONT_SIZE + 2, fontweight="bold")
+                ax.set_ylabel(wrap_name(names[c], LABEL_CHARS), fontsize=FONT_SIZE + 2, fontweight="bold")
     if path is not None:
         fig.savefig(path, dpi=dpi)
     return fig
