@@ -272,11 +272,11 @@ def test_a_real_sigint_to_training_prints_one_line_and_exits_130(tmp_path):
         "--num-samples",
         "16",
         "--epochs",
-        "50",
+        "5000",  # far more than can finish between the first checkpoint and the signal, on a loaded machine too
         "--warm-epochs",
         "1",
         "--push-start",
-        "50",
+        "5000",
         "--batch-size",
         "16",
         "--prototypes-per-class",
