@@ -167,8 +167,8 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     # A row with foreground_only can train on the dataset's exact foreground instead: the costs and the
     # push pool over it (foreground_pooling, push_foreground) and the model's own (automatic) rule takes
     # over once trained, in every forward the user runs.
-    given = spec.get("train_on_given_foreground", False) and run.model.config.foreground_only
-    run.model.config.foreground_only = not given and run.model.config.foreground_only
+    if spec.get("train_on_given_foreground"):
+        run.model.config.foreground_only = False
     # push reads the model family's views: a multi-view model's prototypes come from CC and MLO images
     fit(run.model, run.train, recipe=recipe, push_data=run.push, out_dir=out_root / "runs" / name, progress=False)
     model = run.model.eval()
@@ -229,6 +229,11 @@ def measure(model, test, wanted) -> dict:
     return {k: v if isinstance(v, dict) else round(float(v), 4) for k, v in results.items()}
 
 
+FOREGROUND_ONLY = (
+    "prototypes match on the image's automatic foreground only (`foreground_only`: Otsu's threshold, then the "
+    "largest connected component), so a burned-in label or an empty corner is never evidence"
+)
+GIVEN_FOREGROUND = "trained on the dataset's exact foreground"
 FED = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "label_names")  # how a tag is fed
 
 
@@ -307,6 +312,11 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
     took = (
         f"; {training['minutes']} min on {cores} CPU thread{'' if cores == 1 else 's'}" if "minutes" in training else ""
     )
+    foreground = (
+        [("foreground", FOREGROUND_ONLY + ("; " + GIVEN_FOREGROUND if spec.get("train_on_given_foreground") else ""))]
+        if model.config.foreground_only
+        else []
+    )
     summary = (
         f"{cfg.description}. Data: `{spec['data']}` with options `{spec['data_options']}`. A demonstration\n"
         "and a test fixture, **not a clinical model**: nothing in protozoo's zoo is trained on patient data."
@@ -324,19 +334,7 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
             f"std {tuple(round(s, 4) for s in cfg.std)}",
         ),
         ("classes", ", ".join(cfg.label_names or ())),
-        *(
-            [
-                (
-                    "foreground",
-                    "prototypes match on the image's automatic foreground only (`foreground_only`: Otsu's "
-                    "threshold, then the largest connected component), so a burned-in label or an empty "
-                    "corner is never evidence"
-                    + ("; trained on the dataset's exact foreground" if spec.get("train_on_given_foreground") else ""),
-                )
-            ]
-            if model.config.foreground_only
-            else []
-        ),
+        *foreground,
         (
             "training data",
             f"{spec.get('training', str(spec['samples']) + ' generated training images')}, "

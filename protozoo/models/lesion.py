@@ -22,7 +22,6 @@ from protozoo.family import Family, register_family
 from protozoo.heads.lesion import LesionHead
 from protozoo.lesions import FUNDUS_LESIONS
 from protozoo.models.protopnet import ProtoPNet, ProtoPNetConfig
-from protozoo.outputs import LesionOutput
 from protozoo.resample import upsample_bicubic
 
 __all__ = ["LesionConfig", "LesionProtoPNet"]
@@ -65,7 +64,8 @@ class LesionConfig(ProtoPNetConfig):
 
 
 class LesionProtoPNet(ProtoPNet):
-    """A timm backbone feeding a :class:`~protozoo.heads.lesion.LesionHead`."""
+    """A timm backbone feeding a :class:`~protozoo.heads.lesion.LesionHead`; ``model(x)`` (ProtoPNet's
+    forward) returns the head's :class:`~protozoo.outputs.LesionOutput`."""
 
     config_class = LesionConfig
     class_dependent = ("head.diagnosis.raw_weight", "head.diagnosis.bias")
@@ -97,11 +97,6 @@ class LesionProtoPNet(ProtoPNet):
     @property
     def prototypes_per_lesion(self) -> int:
         return self.config.prototypes_per_class
-
-    def forward(self, x: Tensor) -> LesionOutput:
-        x = self.check_input(x)
-        features = self.backbone(x)  # (B, C, H, W)
-        return self.head(features, self.foreground_cells(x, features.shape))
 
     def lesion_maps(self, x: Tensor) -> Tensor:
         """(B, C, H_in, W_in) images -> (B, L, H_in, W_in) coarse lesion maps in [0, 1].
