@@ -43,7 +43,7 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, *, in_chans: int = 3, stage: int = -1, input_blur: float = 0.0, **timm_kwargs: Any):
         super().__init__()
-        if not input_blur >= 0:
+        if isinstance(input_blur, bool) or not isinstance(input_blur, (int, float)) or not input_blur >= 0:
             raise ValueError(f"input_blur must be a sigma >= 0 in input pixels (0: none), got {input_blur!r}")
         self.name = name
         self.input_blur = float(input_blur)

@@ -56,3 +56,6 @@ def test_input_blur_survives_save_and_load_and_refuses_a_negative_sigma(tmp_path
         assert torch.equal(loaded(x).logits, model(x).logits)
     with pytest.raises(ValueError, match="input_blur must be a sigma >= 0"):
         Backbone("resnet18", input_blur=-1.0)
+    for wrong in ("1.0", True, None):  # the CLI's --model-option input_blur=... parses JSON; a string is refused
+        with pytest.raises(ValueError, match="input_blur must be a sigma >= 0"):
+            Backbone("resnet18", input_blur=wrong)

@@ -36,15 +36,16 @@ def add_data_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> N
     )
 
 
-def parse_data_options(pairs: list[str]) -> dict[str, object]:
-    """``["num_classes=3", "crop_to_bbox=true"]`` -> ``{"num_classes": 3, "crop_to_bbox": True}`` (JSON values)."""
+def parse_data_options(pairs: list[str], flag: str = "--data-option") -> dict[str, object]:
+    """``["num_classes=3", "crop_to_bbox=true"]`` -> ``{"num_classes": 3, "crop_to_bbox": True}`` (JSON values;
+    a value that is not JSON stays a string). ``flag`` names the option in the error for a pair without ``=``."""
     import json
 
     options: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--data-option {pair!r} is not KEY=VALUE")
+            raise ValueError(f"{flag} {pair!r} is not KEY=VALUE (e.g. {flag} input_blur=1.0)")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

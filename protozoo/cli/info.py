@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
             f"{config.add_on} add-on -> {family.describe_prototypes(model)} of depth {config.prototype_dim}, "
             f"{config.similarity} similarity; {model.num_classes} output classes",
         ),
+        ("options", _options(config)),
         ("parameters", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())),
         ("input", f"{inputs.input_size} mean {inputs.mean} std {inputs.std} ({inputs.interpolation})"),
         ("trained weights", _weights(cfg)),
@@ -59,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
     if card:
         print("\n" + card)
     return 0
+
+
+#: The optional switches of every ProtoPNet-family config (``protozoo train --model-option KEY=VALUE``).
+OPTIONS = ("add_on_norm", "input_blur", "foreground_only")
+
+
+def _options(config) -> str:
+    """``add_on_norm=True, input_blur=1.0, foreground_only=False`` and the flag that sets them."""
+    shown = ", ".join(f"{key}={getattr(config, key)}" for key in OPTIONS if hasattr(config, key))
+    return f"{shown} (train --model-option KEY=VALUE)" if shown else "-"
 
 
 def _how_named(asked: str, name: str) -> str:

@@ -52,6 +52,14 @@ def add_parser(subparsers, name: str) -> None:
         help="dataset option, repeatable (e.g. num_classes=3, crop_to_bbox=true)",
     )
     parser.add_argument("--prototypes-per-class", type=positive_int)
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture argument, repeatable (e.g. foreground_only=true, input_blur=1.0, add_on_norm=true; "
+        "`protozoo info MODEL` shows a model's)",
+    )
     parser.add_argument("--pretrained-backbone", action="store_true", help="ImageNet backbone from an offline source")
     parser.add_argument("--num-workers", type=nonnegative_int, default=0)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
@@ -97,13 +105,26 @@ def scale_schedule(recipe: Recipe, epochs: int, *, keep: set[str] = frozenset())
 parse_options = parse_data_options  # one parser of --data-option for every subcommand (cli/_args.py)
 
 
+def model_options(args: argparse.Namespace) -> dict[str, object]:
+    """The architecture arguments of ``--model-option KEY=VALUE`` and ``--prototypes-per-class``
+    (``create_model`` / ``load`` refuse an unknown key, listing the known ones)."""
+    options = parse_options(args.model_option, flag="--model-option")
+    count = args.prototypes_per_class
+    if count is not None:
+        if options.get("prototypes_per_class", count) != count:
+            raise ValueError(
+                f"--prototypes-per-class {count} and --model-option prototypes_per_class="
+                f"{options['prototypes_per_class']} disagree; give one of them"
+            )
+        options["prototypes_per_class"] = count
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     from protozoo.train.session import prepare_run
 
     seed = recipe_from_args(args).seed  # the model's init depends on it, and families share the default seed
-    model_overrides = {}
-    if args.prototypes_per_class is not None:
-        model_overrides["prototypes_per_class"] = args.prototypes_per_class
+    model_overrides = model_options(args)
     run_ = prepare_run(
         args.model,
         args.data,
