@@ -64,6 +64,12 @@ def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None)
     return found
 
 
+def banner_lines(use: str, width: int) -> list[str]:
+    """ "INTENDED USE: ..." wrapped to ``width`` characters, breaking only at spaces (a dataset name
+    such as synthetic-mammo stays whole)."""
+    return textwrap.wrap(f"INTENDED USE: {use}", width, break_on_hyphens=False)
+
+
 def wrap_name(name: str, width: int) -> str:
     """A class name on lines of at most ``width`` characters, broken at spaces, hyphens and ``+``
     (the synthetic parts classes join their parts with ``+``)."""
@@ -169,7 +175,7 @@ def render_gallery(
     label_inches = GALLERY_LABEL_INCHES + 0.2 * (label_lines - 1)
     width = label_inches + columns * GALLERY_TILE_INCHES
     use = intended_use(model)
-    banner = textwrap.wrap(f"INTENDED USE: {use}", max(30, round(width * 12))) if use else []
+    banner = banner_lines(use, max(30, round(width * 12))) if use else []
     top = len(banner) * BANNER_LINE_INCHES
     height = top + len(rows) * tile_h
     fig = Figure(figsize=(width, height), dpi=dpi)

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from protozoo.explanation import Explanation, PrototypeEvidence
 from protozoo.family import list_families
-from protozoo.viz.gallery import draw_prototype, find_sources, short_id
+from protozoo.viz.gallery import banner_lines, draw_prototype, find_sources, short_id
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, draw_box, to_display
 
 __all__ = [
@@ -180,7 +180,7 @@ def header_lines(explanation: Explanation, title: str | None = None, *, wrap: in
     default), OOD note; each wrapped to ``wrap`` characters (the panel's width)."""
     lines = []
     if explanation.intended_use:
-        lines += [HeaderLine(t, "banner") for t in textwrap.wrap("INTENDED USE: " + explanation.intended_use, wrap)]
+        lines += [HeaderLine(t, "banner") for t in banner_lines(explanation.intended_use, wrap)]
     body = (title or "\n".join(decision_lines(explanation))).split("\n")
     for i, text in enumerate(body):
         lines += [
