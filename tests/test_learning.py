@@ -61,7 +61,8 @@ def test_protopnet_learns_synthetic_parts_at_64px():
         epochs=6,
     )
     print(f"protopnet synthetic-parts 64 px: val accuracy {scores.accuracy:.3f} (chance 0.25)")
-    assert scores.accuracy >= 0.45  # measured 0.578; the margin absorbs float differences across machines
+    # measured 0.531 (the stride-8 row; 0.578 at stride 16); the margin absorbs float differences across machines
+    assert scores.accuracy >= 0.45
     assert len(model.provenance) == model.num_prototypes
 
 
