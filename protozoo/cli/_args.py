@@ -36,8 +36,9 @@ def add_data_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> N
     )
 
 
-def parse_data_options(pairs: list[str], flag: str = "--data-option") -> dict[str, object]:
-    """``["num_classes=3", "crop_to_bbox=true"]`` -> ``{"num_classes": 3, "crop_to_bbox": True}`` (JSON values;
+def parse_key_values(pairs: list[str], flag: str = "--data-option") -> dict[str, object]:
+    """The pairs of a repeatable KEY=VALUE option (``--data-option``, ``--model-option``):
+    ``["num_classes=3", "crop_to_bbox=true"]`` -> ``{"num_classes": 3, "crop_to_bbox": True}`` (JSON values;
     a value that is not JSON stays a string). ``flag`` names the option in the error for a pair without ``=``."""
     import json
 

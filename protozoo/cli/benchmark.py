@@ -105,9 +105,9 @@ def options_from_args(args: argparse.Namespace):
     if args.backbone_weights:
         changes["backbone_weights"] = _weights(args.backbone_weights)
     if args.data_option:
-        from protozoo.cli.train import parse_options
+        from protozoo.cli._args import parse_key_values
 
-        changes["data_options"] = parse_options(args.data_option)
+        changes["data_options"] = parse_key_values(args.data_option)
     return BenchmarkOptions.preset(args.preset, **changes) if args.preset else BenchmarkOptions(**changes)
 
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from protozoo.cli._args import add_data_option, parse_data_options, positive_int
+from protozoo.cli._args import add_data_option, parse_key_values, positive_int
 
 METRICS = ("accuracy", "consistency", "stability", "localization", "posthoc", "prototypes")
 LOCALIZATION_COLUMNS = ("pointing_game", "activation_precision", "iou", "dice")
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         args.split,
         image_size=args.image_size,
         num_samples=args.num_samples,
-        data_options=parse_data_options(args.data_option),
+        data_options=parse_key_values(args.data_option),
     )
     methods = tuple(name.strip() for name in args.posthoc_methods.split(",") if name.strip())
     report = evaluate(

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor
 
 from protozoo.builder import load
-from protozoo.cli._args import add_data_option, parse_data_options
+from protozoo.cli._args import add_data_option, parse_key_values
 from protozoo.data import build_transforms, load_dataset, read_image, resolve_data_config
 from protozoo.explanation import explain
 from protozoo.family import family_of
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     transform = build_transforms(resolve_data_config(model), train=False)
     sources = None
     if args.sources:
-        options = training_options(model, args.sources) | parse_data_options(args.data_option)
+        options = training_options(model, args.sources) | parse_key_values(args.data_option)
         sources = load_dataset(args.sources, args.sources_split, transform=transform, **options)
     if not model.pretrained_cfg.extra.get(OOD_KEY):  # the OOD note needs the training data's statistics
         _measure_ood(model, sources, args, transform)

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from protozoo.cli._args import add_data_option, parse_data_options, positive_int
+from protozoo.cli._args import add_data_option, parse_key_values, positive_int
 
 UNIQUE_SOURCES = ("none", "per_class", "global")
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         args.split,
         image_size=args.image_size,
         num_samples=args.num_samples,
-        data_options=parse_data_options(args.data_option),
+        data_options=parse_key_values(args.data_option),
     )
     settings = {"unique_source": "none", "foreground": False, "lesions": False} | recorded_push_settings(model_dir)
     given = {"unique_source": args.unique_source, "foreground": args.foreground, "lesions": args.lesions}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from protozoo.cli._args import nonnegative_int, parse_data_options, positive_int
+from protozoo.cli._args import nonnegative_int, parse_key_values, positive_int
 from protozoo.train.schedule import Recipe
 
 RECIPE_FLAGS = {  # flag dest -> Recipe field
@@ -102,13 +102,10 @@ def scale_schedule(recipe: Recipe, epochs: int, *, keep: set[str] = frozenset())
     return scaled
 
 
-parse_options = parse_data_options  # one parser of --data-option for every subcommand (cli/_args.py)
-
-
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The architecture arguments of ``--model-option KEY=VALUE`` and ``--prototypes-per-class``
     (``create_model`` / ``load`` refuse an unknown key, listing the known ones)."""
-    options = parse_options(args.model_option, flag="--model-option")
+    options = parse_key_values(args.model_option, flag="--model-option")
     count = args.prototypes_per_class
     if count is not None:
         if options.get("prototypes_per_class", count) != count:
@@ -132,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
         pretrained_backbone=args.pretrained_backbone,
         seed=seed,
-        data_options=parse_options(args.data_option),
+        data_options=parse_key_values(args.data_option),
         **model_overrides,
     )
     from protozoo.train.loop import fit
