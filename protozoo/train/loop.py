@@ -34,6 +34,7 @@ from protozoo.train.distributed import DistContext
 from protozoo.train.noise_consistency import with_noise_consistency
 from protozoo.train.schedule import PHASES, Recipe
 from protozoo.train.tasks import Task, task_for
+from protozoo.train.unique_peak import with_unique_peak
 
 
 @dataclass
@@ -456,6 +457,7 @@ def _pass(
     sums: dict[str, float] = {}
     correct = seen = 0
     tap = tap_for(model, recipe.loss, phase)  # SDFA's feature maps, read during each forward
+    shapes_prototypes = phase in PHASES and "prototypes" in PHASES[phase].trainable  # the unique-peak term's phases
     for batch in batches:
         batch = to_device(batch, device)
         with tap or contextlib.nullcontext():
@@ -465,6 +467,8 @@ def _pass(
             loss = with_alignment(model, output, batch, recipe.loss, loss, terms, tap)
         if optimizer is not None and perturb is not None and recipe.loss.noise_consistency:
             loss = with_noise_consistency(model, task, wrapped, batch, output, recipe.loss, loss, terms)
+        if recipe.loss.unique_peak and shapes_prototypes:
+            loss = with_unique_peak(model, output, batch, recipe.loss, loss, terms)
         labels = task.targets(batch)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)

@@ -52,6 +52,12 @@ class LossWeights:
         noise_consistency: Weight of the KL between each own prototype's spatial activation
             distribution on the clean and on the noisy training input
             (:mod:`protozoo.train.noise_consistency`; needs ``Recipe.input_noise``; 0 = off).
+        unique_peak: Weight of the margin between each own prototype's peak and its best rival
+            outside a window around it (:mod:`protozoo.train.unique_peak`; 0 = off): one clear
+            peak, so input noise does not make it jump to a far-away look-alike.
+        unique_peak_margin: That margin, in the units of the model's activation.
+        unique_peak_radius: Half side, in latent cells, of the window around the peak where no
+            rival is sought.
     """
 
     cross_entropy: float = 1.0
@@ -74,6 +80,16 @@ class LossWeights:
     alignment_threshold: float = 0.1
     alignment_stage: int = 1
     noise_consistency: float = 0.0
+    unique_peak: float = 0.0
+    unique_peak_margin: float = 1.0
+    unique_peak_radius: int = 2
+
+    def __post_init__(self):
+        radius = self.unique_peak_radius
+        if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
+            raise ValueError(f"loss unique_peak_radius must be an integer >= 0 (latent cells), not {radius!r}")
+        if not self.unique_peak_margin > 0:
+            raise ValueError(f"loss unique_peak_margin must be > 0, not {self.unique_peak_margin!r}")
 
 
 def own_class_mask(prototype_identity: Tensor, labels: Tensor) -> Tensor:
