@@ -64,10 +64,16 @@ def find_sources(sources: Any, ids: Iterable[str], family: Family | None = None)
     return found
 
 
+def wrap_words(text: str, width: int) -> list[str]:
+    """``text`` on lines of at most ``width`` characters, broken only at spaces (a word longer than
+    ``width`` is cut), so hyphenated names (synthetic-mammo, white-ring_eye) stay whole."""
+    return textwrap.wrap(text, width, break_on_hyphens=False)
+
+
 def banner_lines(use: str, width: int) -> list[str]:
     """ "INTENDED USE: ..." wrapped to ``width`` characters, breaking only at spaces (a dataset name
     such as synthetic-mammo stays whole)."""
-    return textwrap.wrap(f"INTENDED USE: {use}", width, break_on_hyphens=False)
+    return wrap_words(f"INTENDED USE: {use}", width)
 
 
 def wrap_name(name: str, width: int) -> str:

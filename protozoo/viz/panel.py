@@ -11,7 +11,6 @@ so that the rows add up to the score the header names, and the one colour scale 
 from __future__ import annotations
 
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from matplotlib.figure import Figure
 
 from protozoo.explanation import Explanation, PrototypeEvidence
 from protozoo.family import list_families
-from protozoo.viz.gallery import banner_lines, draw_prototype, find_sources, short_id
+from protozoo.viz.gallery import banner_lines, draw_prototype, find_sources, short_id, wrap_words
 from protozoo.viz.overlay import HEATMAP_CMAP, blend_heatmap, draw_box, to_display
 
 __all__ = [
@@ -177,17 +176,16 @@ def _style(line: HeaderLine, explanation: Explanation, font_size: int = FONT_SIZ
 
 def header_lines(explanation: Explanation, title: str | None = None, *, wrap: int = WRAP) -> list[HeaderLine]:
     """The lines above the rows: banner, decision and what the rows explain (``title`` or the
-    default), OOD note; each wrapped to ``wrap`` characters (the panel's width)."""
+    default), OOD note; each wrapped to ``wrap`` characters (the panel's width) at spaces only, so a
+    class name such as yellow_belly+white-ring_eye stays whole."""
     lines = []
     if explanation.intended_use:
         lines += [HeaderLine(t, "banner") for t in banner_lines(explanation.intended_use, wrap)]
     body = (title or "\n".join(decision_lines(explanation))).split("\n")
     for i, text in enumerate(body):
-        lines += [
-            HeaderLine(t, "title" if i == 0 else "line") for t in textwrap.wrap(text, wrap if i else wrap * 5 // 6)
-        ]
+        lines += [HeaderLine(t, "title" if i == 0 else "line") for t in wrap_words(text, wrap if i else wrap * 5 // 6)]
     if explanation.ood is not None:
-        lines += [HeaderLine(t, "ood") for t in textwrap.wrap(explanation.ood.text, wrap)]
+        lines += [HeaderLine(t, "ood") for t in wrap_words(explanation.ood.text, wrap)]
     return lines
 
 

@@ -171,3 +171,13 @@ def test_report_is_self_contained(gray, tmp_path):
     assert "<script" not in markup and "<link" not in markup
     assert "0.8125" in text and "accuracy" in text and "malignant" in text
     assert explanations[0].predicted_name in text
+
+
+def test_panel_header_breaks_only_at_spaces_so_class_names_stay_whole(gray):
+    model, items = gray
+    e = explain(model, items[5]["image"], top_k=3)
+    title = "Predicted: yellow_belly+white-ring_eye (probability 1.00) · true label: yellow_belly+white-ring_eye"
+    for width in range(40, 100):  # the title gets 5/6 of the width; the longest word (27) fits from 33
+        lines = [line.text for line in header_lines(e, title, wrap=width) if line.kind == "title"]
+        assert " ".join(lines) == title  # nothing dropped, every break at a space
+        assert all("white-ring_eye" in line for line in lines if "white-" in line), width
