@@ -4,6 +4,7 @@
     python examples/build_zoo_model.py --list
 
     python examples/build_zoo_model.py --card protopnet_efficientnet_lite0.synth_parts   # the card only
+    python examples/build_zoo_model.py --seed 1 --root /tmp/seed1 NAME   # another seed, same test split
 
 The architecture, input size, classes and description of each tag are declared in
 ``protozoo/zoo_tags.py`` (``create_model(NAME)`` builds them); the training recipes are SPECS below.
@@ -139,7 +140,13 @@ SPECS = {
 }
 
 
+TEST_SEED = 0  # the generated test split is the same for every build seed, so builds compare on one split
+
+
 def build(name: str, out_root: Path, seed: int = 0) -> Path:
+    """Train, push, measure and save NAME under ``out_root / "weights"``; ``seed`` seeds the training
+    data, the initialization and the recipe (the zoo's weights are seed 0). A generated dataset's
+    test split is always drawn with ``TEST_SEED``, so builds at different seeds score on the same images."""
     spec = SPECS[name]
     arch, tag = name.split(".")
     started = time.perf_counter()
@@ -184,7 +191,7 @@ def build(name: str, out_root: Path, seed: int = 0) -> Path:
     calibrate_ood(model, run.push, description=f"{spec['data']} training images")
 
     generated = spec["data"].startswith("synthetic-")
-    sizing = {"image_size": image_size, "seed": seed} if generated else {}
+    sizing = {"image_size": image_size, "seed": TEST_SEED} if generated else {}
     test = load_dataset(
         spec["data"],
         "test",
@@ -345,7 +352,7 @@ def write_card(folder: Path, name: str, spec: dict, model, metrics: dict) -> Pat
         (
             "training data",
             f"{spec.get('training', str(spec['samples']) + ' generated training images')}, "
-            "seed 0; evaluated on the test split (disjoint)",
+            f"seed {training_seed(folder)}; evaluated on the test split (disjoint)",
         ),
         ("recipe", f"`recipe.json` (warm, joint, push, last-layer phases){took}"),
         ("license", f"{cfg.license} (weights); the ImageNet backbone weights are Apache-2.0"),
@@ -381,6 +388,12 @@ holds two test inputs and the logits and min-distances this model must give for 
     return write_model_card(card, folder)
 
 
+def training_seed(folder: Path) -> int:
+    """The build's seed, as its ``recipe.json`` records it (0 for a folder without one)."""
+    recipe = folder / "recipe.json"
+    return json.loads(recipe.read_text())["seed"] if recipe.exists() else 0
+
+
 def rewrite_card(name: str, root: Path) -> Path:
     """Regenerate ``weights/NAME/README.md`` from its config.json, the recipe and metrics.json (no training)."""
     folder = root / "weights" / name
@@ -409,6 +422,13 @@ def main() -> None:
         help="torch threads (the card records them: the same count reproduces the weights)",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the training data, initialization and recipe (the zoo's weights: 0); the test "
+        "split of a generated dataset stays the same, so builds at several seeds compare on it",
+    )
+    parser.add_argument(
         "--root",
         type=Path,
         default=weights_root().parent,
@@ -422,7 +442,9 @@ def main() -> None:
         print(f"wrote {rewrite_card(args.name, args.root)}")
         return
     torch.set_num_threads(args.threads)
-    folder = build(args.name, args.root)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, not {args.seed}")
+    folder = build(args.name, args.root, seed=args.seed)
     print(f"wrote {folder}; it is listed by `protozoo list --pretrained` when it lies in protozoo's weights/")
 
 

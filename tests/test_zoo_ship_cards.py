@@ -55,6 +55,25 @@ def test_shipped_card_is_what_build_zoo_model_generates(name, tmp_path):
     assert written.read_text() == (folder / CARD_NAME).read_text()
 
 
+def test_card_names_the_seed_the_recipe_records(tmp_path):
+    """A build at another seed (``build_zoo_model.py --seed 3``) says so on its card; the zoo's say seed 0."""
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        import build_zoo_model
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    name = "protopnet_efficientnet_lite0.synth_parts"
+    folder = locate_weights(resolve(name))
+    recipe = json.loads((folder / "recipe.json").read_text())
+    assert recipe["seed"] == 0 and "1024 generated training images, seed 0;" in (folder / CARD_NAME).read_text()
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe | {"seed": 3}))
+    card = build_zoo_model.write_card(
+        tmp_path, name, build_zoo_model.SPECS[name], protozoo.load(folder), read_metrics(folder)
+    ).read_text()
+    assert "1024 generated training images, seed 3;" in card
+    assert build_zoo_model.TEST_SEED == read_metrics(folder)["dataset"]["options"]["seed"]  # the one test split
+
+
 def test_braix_card_keeps_the_grad_cam_comparison():
     folder = locate_weights(resolve("braix_protopnet_pp_efficientnet_lite0.synth_mammo"))
     rows = read_metrics(folder)["localization_comparison"]
