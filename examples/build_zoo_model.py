@@ -61,8 +61,8 @@ SPECS = {
     # 51.1 -> 63.4, AUROC 0.923 -> 0.998 at stride 16 and 8 epochs; stride 8 and 16 epochs then 83.3 /
     # 80.4 / 0.998 (the peak's sub-cell drift under noise halves with the cell); the unique-peak margin
     # (0.5; what was left were peaks jumping between far-apart near-ties) 91.7 / 88.9 / 0.998. Consistency
-    # / stability with and without it at other seeds (each its own test split too): seed 1 75 / 78.4 vs
-    # 25 / 67.3, seed 2 83.3 / 64.6 vs 50 / 60.2 (a slow seed: AUROC 0.905 vs 0.897). Measured
+    # / stability with and without it at other seeds, on the same (seed-0) test split: seed 1 83.3 / 75.6
+    # vs 33.3 / 67.0, seed 2 83.3 / 67.2 vs 50 / 61.6 (a slow seed: AUROC about 0.90 either way). Measured
     # alternatives (seed 0): unique_peak 0.25 83.3 / 80.8, 1.0 91.7 / 81.1, 0.5 at radius 1 83.3 / 84.0,
     # margin 2 91.7 / 71.4; stride 8 at 24 epochs 83.3 / 80.7; stride 4 25 / 59.8 at AUROC 0.872; linear
     # similarity 91.7 / 71.6 at AUROC 0.949 (stride 16); SDFA 75 / 77.8; prototype_dim 64 58.3 / 70.3;
